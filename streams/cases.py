@@ -1,0 +1,171 @@
+"""One after-sale case: its phase, its deadline (running or paused) and its transitions.
+
+Pure: no I/O, no clock. Times come from events (`occurred_at`) or from the deadline itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from streams.effects import Action, ActionType, Outcome, Reminder
+from streams.errors import InvalidTransition
+from streams.events import Event
+from streams.policy import Policy, Rule
+
+Phase = Literal[
+    "review", "awaiting_return", "awaiting_receipt", "awaiting_refund", "escalated", "closed"
+]
+OPEN_PHASES: tuple[Phase, ...] = (
+    "review",
+    "awaiting_return",
+    "awaiting_receipt",
+    "awaiting_refund",
+    "escalated",
+)
+
+
+@dataclass(slots=True)
+class Case:
+    """An after-sale case; at most one deadline belongs to it at a time."""
+
+    case_id: str
+    order_id: str
+    kind: str
+    reason: str
+    amount: int
+    currency: str
+    merchant_id: str
+    buyer_id: str
+    phase: Phase = "review"
+    outcome: Outcome | None = None
+    #: The deadline of the current phase, running or (while escalated) paused.
+    rule: Rule | None = None
+    #: When the deadline was (re)started: reminders due before that moment are never sent.
+    set_at: datetime | None = None
+    #: The deadline instant while it runs; None while paused or when no deadline applies.
+    due_at: datetime | None = None
+    #: Time left on a paused deadline.
+    remaining: timedelta | None = None
+    #: Reminder offsets already sent for `rule`.
+    reminded: tuple[timedelta, ...] = ()
+    #: The phase an escalated case returns to on `resolved: resume`.
+    resume_phase: Phase | None = None
+
+    def start(self, rule: Rule, at: datetime, policy: Policy) -> None:
+        """Start `rule`'s deadline at business time `at`."""
+        self.rule, self.set_at, self.reminded, self.remaining = rule, at, (), None
+        self.due_at = at + policy.deadlines[rule]
+
+    def stop(self) -> None:
+        """No deadline applies any more."""
+        self.rule = self.set_at = self.due_at = self.remaining = None
+        self.reminded = ()
+
+    def close(self, outcome: Outcome) -> None:
+        self.stop()
+        self.phase, self.outcome, self.resume_phase = "closed", outcome, None
+
+    def next_due(self, policy: Policy) -> tuple[datetime, timedelta | None] | None:
+        """The next thing to fire: (when, reminder offset) or (deadline, None); None if nothing."""
+        due, rule, set_at = self.due_at, self.rule, self.set_at
+        if due is None or rule is None or set_at is None:
+            return None
+        for offset in policy.offsets(rule):
+            remind_at = due - offset
+            if remind_at >= set_at and offset not in self.reminded:
+                return remind_at, offset
+        return due, None
+
+    def remind(self, offset: timedelta, remind_at: datetime) -> Reminder:
+        """Send the reminder at `offset` before the running deadline."""
+        assert self.rule is not None
+        assert self.due_at is not None
+        self.reminded = (*self.reminded, offset)
+        return Reminder(
+            self.rule,
+            offset,
+            self.case_id,
+            self.order_id,
+            self.merchant_id,
+            self.buyer_id,
+            self.due_at,
+            remind_at,
+        )
+
+    def expire(self, policy: Policy) -> Action:
+        """The running deadline passed with nobody acting: take the auto-action."""
+        rule, due = self.rule, self.due_at
+        assert rule is not None
+        assert due is not None
+        kind: ActionType
+        if rule == "merchant_review" and self.kind == "return_refund":
+            kind = "auto_approve"
+            self.phase = "awaiting_return"
+            self.start("buyer_return", due, policy)
+        elif rule == "merchant_review" or rule == "merchant_receipt":
+            kind = "auto_refund"
+            self.close("refunded")
+        else:
+            kind = "auto_close"
+            self.close("auto_closed")
+        return Action(
+            kind,
+            rule,
+            self.case_id,
+            self.order_id,
+            self.merchant_id,
+            self.buyer_id,
+            self.kind,
+            self.amount,
+            self.currency,
+            due,
+        )
+
+    def apply(self, event: Event, policy: Policy) -> None:
+        """Apply an after-sale event other than `requested`; raise InvalidTransition if refused."""
+        kind, at, phase = event.type, event.occurred_at, self.phase
+        if self.due_at is not None and at >= self.due_at:
+            raise InvalidTransition(
+                f"{kind} is late: occurred_at is not before the {self.rule} deadline of case "
+                f"{self.case_id}, which has decided the case"
+            )
+        if kind == "aftersale.refunded":
+            self.close("refunded")
+        elif kind == "aftersale.withdrawn":
+            self.close("withdrawn")
+        elif kind == "aftersale.approved" and phase == "review":
+            if self.kind == "return_refund":
+                self.phase = "awaiting_return"
+                self.start("buyer_return", at, policy)
+            else:
+                self.phase = "awaiting_refund"
+                self.stop()
+        elif kind == "aftersale.rejected" and phase == "review":
+            self.close("rejected")
+        elif kind == "aftersale.return_shipped" and phase == "awaiting_return":
+            self.phase = "awaiting_receipt"
+            self.start("merchant_receipt", at, policy)
+        elif kind == "aftersale.received" and phase == "awaiting_receipt":
+            self.phase = "awaiting_refund"
+            self.stop()
+        elif kind == "aftersale.escalated" and phase != "escalated":
+            self.resume_phase, self.phase = phase, "escalated"
+            if self.due_at is not None:
+                self.remaining, self.due_at = self.due_at - at, None
+        elif kind == "aftersale.resolved" and phase == "escalated":
+            self._resolve(event.body["decision"], at)
+        else:
+            raise InvalidTransition(f"{kind} is not allowed for case {self.case_id} in {phase}")
+
+    def _resolve(self, decision: str, at: datetime) -> None:
+        if decision == "refund":
+            self.close("refunded")
+        elif decision == "reject":
+            self.close("rejected")
+        else:
+            assert self.resume_phase is not None
+            self.phase, self.resume_phase = self.resume_phase, None
+            if self.remaining is not None:
+                self.set_at, self.due_at, self.remaining = at, at + self.remaining, None

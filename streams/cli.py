@@ -1,0 +1,108 @@
+"""The `aftersale` command: replay, simulate (and, with the streaming issue, worker/topics)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from streams import __version__
+from streams.errors import AftersaleError, ConfigError
+from streams.policy import load_policy
+from streams.times import parse_time
+
+
+def _time_arg(text: str) -> datetime:
+    try:
+        return parse_time(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an RFC 3339 time with an offset (e.g. 2026-11-03T10:00:00Z)"
+        ) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aftersale",
+        description="After-sale deadline enforcer: merchant review, buyer return and merchant "
+        "receipt deadlines with auto-actions, reminders and dead letters.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    replay = commands.add_parser(
+        "replay",
+        help="run the engine over a JSONL file on a simulated clock (no Kafka)",
+        description="Replay input events (one JSON record value per line, in file order) "
+        "through the engine. The clock is the largest occurred_at read so far; after the last "
+        "line it advances to --until. Writes actions.jsonl, notifications.jsonl and "
+        "deadletter.jsonl to --out and prints a summary.",
+    )
+    replay.add_argument("events", type=Path, metavar="EVENTS.jsonl", help="input events")
+    replay.add_argument(
+        "--until",
+        type=_time_arg,
+        metavar="TIME",
+        help="advance the clock to this RFC 3339 time after the last line (default: stop at the "
+        "last record's time)",
+    )
+    replay.add_argument("--policy", type=Path, metavar="FILE", help="policy YAML (default policy)")
+    replay.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    replay.add_argument("--quiet", action="store_true", help="no progress and no summary")
+    replay.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    from streams.simulate import add_arguments as add_simulate_arguments
+
+    simulate = commands.add_parser(
+        "simulate",
+        help="generate a realistic, seeded event stream (JSONL)",
+        description="Generate a deterministic stream of order and after-sale events: merchants "
+        "who answer in time, late or never, buyers who ship back or not, rejections, re-opened "
+        "cases, escalations, producer retries and a share of bad input.",
+    )
+    add_simulate_arguments(simulate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "replay":
+            return _replay(args)
+        if args.command == "simulate":
+            from streams.simulate import run as run_simulate
+
+            return run_simulate(args)
+    except AftersaleError as exc:
+        print(f"aftersale {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"aftersale {args.command}: interrupted", file=sys.stderr)
+        return 130
+    parser.error(f"unknown command {args.command}")
+    return 2  # pragma: no cover - parser.error exits
+
+
+def _replay(args: argparse.Namespace) -> int:
+    import orjson
+
+    from streams.replay import ProgressLine, replay
+
+    if not args.events.is_file():
+        raise ConfigError(f"input file not found: {args.events}")
+    policy = load_policy(args.policy)
+    progress = None if args.quiet else ProgressLine()
+    summary = replay(args.events, args.out, policy, args.until, progress)
+    if args.json:
+        print(orjson.dumps(summary.as_dict(), option=orjson.OPT_INDENT_2).decode())
+    elif not args.quiet:
+        print(summary.render())
+        print(f"wrote {args.out}/{{actions,notifications,deadletter}}.jsonl")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

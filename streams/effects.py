@@ -1,0 +1,125 @@
+"""What the engine asks the world to do: auto-actions, reminders, and facts for metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from streams.policy import Rule
+from streams.times import format_seconds, format_time
+
+ActionType = Literal["auto_approve", "auto_close", "auto_refund"]
+Audience = Literal["merchant", "buyer"]
+Outcome = Literal["rejected", "refunded", "withdrawn", "auto_closed"]
+
+AUDIENCE: dict[Rule, Audience] = {
+    "merchant_review": "merchant",
+    "buyer_return": "buyer",
+    "merchant_receipt": "merchant",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """An auto-action taken when a deadline passed with nobody acting."""
+
+    type: ActionType
+    rule: Rule
+    case_id: str
+    order_id: str
+    merchant_id: str
+    buyer_id: str
+    kind: str
+    amount: int
+    currency: str
+    deadline_at: datetime
+
+    @property
+    def action_id(self) -> str:
+        return f"{self.case_id}:{self.rule}"
+
+    def record(self, fired_at: datetime) -> dict[str, Any]:
+        """The `aftersale-actions` record; `fired_at` is when the system acted."""
+        return {
+            "action_id": self.action_id,
+            "type": self.type,
+            "rule": self.rule,
+            "case_id": self.case_id,
+            "order_id": self.order_id,
+            "merchant_id": self.merchant_id,
+            "buyer_id": self.buyer_id,
+            "kind": self.kind,
+            "amount": self.amount,
+            "currency": self.currency,
+            "deadline_at": format_time(self.deadline_at),
+            "fired_at": format_time(fired_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Reminder:
+    """A reminder that a running deadline is near."""
+
+    rule: Rule
+    offset: timedelta
+    case_id: str
+    order_id: str
+    merchant_id: str
+    buyer_id: str
+    deadline_at: datetime
+    remind_at: datetime
+
+    @property
+    def notification_id(self) -> str:
+        return f"{self.case_id}:{self.rule}:{format_seconds(self.offset)}"
+
+    def record(self) -> dict[str, Any]:
+        """The `aftersale-notifications` record."""
+        return {
+            "notification_id": self.notification_id,
+            "type": "deadline_reminder",
+            "audience": AUDIENCE[self.rule],
+            "rule": self.rule,
+            "case_id": self.case_id,
+            "order_id": self.order_id,
+            "merchant_id": self.merchant_id,
+            "buyer_id": self.buyer_id,
+            "deadline_at": format_time(self.deadline_at),
+            "remind_at": format_time(self.remind_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CaseOpened:
+    """A case was opened (for metrics and the read side)."""
+
+    case_id: str
+    order_id: str
+    merchant_id: str
+    kind: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CaseClosed:
+    """A case closed; `first_refund` is true when it is the order's first refunded case."""
+
+    case_id: str
+    order_id: str
+    merchant_id: str
+    outcome: Outcome
+    amount: int
+    at: datetime
+    first_refund: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OrderPaid:
+    """An order was seen paid for the first time (the refund rate's denominator)."""
+
+    order_id: str
+    merchant_id: str
+
+
+Effect = Action | Reminder | CaseOpened | CaseClosed | OrderPaid

@@ -1,0 +1,93 @@
+"""Every error this project raises, under one base.
+
+    AftersaleError
+    ├── ConfigError              bad settings, policy file or command-line value (retriable=False)
+    │   └── PolicyError          the policy file is unreadable or says something invalid
+    ├── ContractError            the shipped JSON Schemas are unusable (a packaging bug)
+    └── InputError               a record that cannot be applied: one subclass per dead-letter code
+        ├── MalformedJson        `malformed_json`
+        ├── SchemaViolation      `schema_violation`
+        ├── UnknownType          `unknown_type`
+        ├── UnknownCase          `unknown_case`
+        ├── CaseAlreadyOpen      `case_already_open`
+        ├── NotEligible          `not_eligible`
+        └── InvalidTransition    `invalid_transition`
+
+`InputError.code` is the dead-letter code of the contract, one class per code, so callers
+decide by type and never by message text. None of them is retriable: the same record gives
+the same answer.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class AftersaleError(Exception):
+    """Base of every error raised by this project."""
+
+    retriable: ClassVar[bool] = False
+
+
+class ConfigError(AftersaleError):
+    """A setting, a policy file or a command-line value is invalid."""
+
+
+class PolicyError(ConfigError):
+    """The policy file cannot be read or contains an invalid value."""
+
+
+class ContractError(AftersaleError):
+    """The machine-readable contract under topics/ cannot be loaded."""
+
+
+class InputError(AftersaleError):
+    """A record that cannot be applied; `code` is its dead-letter code."""
+
+    code: ClassVar[str] = "input_error"
+
+    @property
+    def detail(self) -> str:
+        return str(self.args[0]) if self.args else self.code
+
+
+class MalformedJson(InputError):
+    code = "malformed_json"
+
+
+class SchemaViolation(InputError):
+    code = "schema_violation"
+
+
+class UnknownType(InputError):
+    code = "unknown_type"
+
+
+class UnknownCase(InputError):
+    code = "unknown_case"
+
+
+class CaseAlreadyOpen(InputError):
+    code = "case_already_open"
+
+
+class NotEligible(InputError):
+    code = "not_eligible"
+
+
+class InvalidTransition(InputError):
+    code = "invalid_transition"
+
+
+DEAD_LETTER_CODES: tuple[str, ...] = tuple(
+    cls.code
+    for cls in (
+        MalformedJson,
+        SchemaViolation,
+        UnknownType,
+        UnknownCase,
+        CaseAlreadyOpen,
+        NotEligible,
+        InvalidTransition,
+    )
+)

@@ -1,0 +1,131 @@
+"""Per-order state and the pure functions the engine drives: apply an event, fire what is due.
+
+All records of an order share a partition, so an order is the unit of state: its delivery time,
+the event ids it has applied, its open case (at most one) and the outcome of its closed cases.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from streams.cases import Case
+from streams.effects import CaseClosed, CaseOpened, Effect, OrderPaid
+from streams.errors import CaseAlreadyOpen, InvalidTransition, NotEligible, UnknownCase
+from streams.events import Event
+from streams.policy import Policy
+
+
+@dataclass(slots=True)
+class OrderState:
+    """Everything remembered about one order."""
+
+    order_id: str
+    delivered_at: datetime | None = None
+    paid: bool = False
+    refunded: bool = False
+    event_ids: set[str] = field(default_factory=set)
+    open: Case | None = None
+    #: case_id -> outcome of every closed case (a case_id is never reused on an order).
+    closed: dict[str, str] = field(default_factory=dict)
+
+    def next_due(self, policy: Policy) -> datetime | None:
+        """When this order next needs the clock: a reminder or a deadline of its open case."""
+        case = self.open
+        if case is None:
+            return None
+        item = case.next_due(policy)
+        return None if item is None else item[0]
+
+    def fire_next(self, upto: datetime, policy: Policy) -> list[Effect]:
+        """Fire the earliest due reminder or deadline at or before `upto`; [] if none is due."""
+        case = self.open
+        item = None if case is None else case.next_due(policy)
+        if case is None or item is None or item[0] > upto:
+            return []
+        when, offset = item
+        if offset is not None:
+            return [case.remind(offset, when)]
+        effects: list[Effect] = [case.expire(policy)]
+        self._after_change(case, when, effects)
+        return effects
+
+    def apply(self, event: Event, policy: Policy) -> list[Effect]:
+        """Apply a validated, not-yet-applied event; raise the InputError it deserves."""
+        kind = event.type
+        if kind.startswith("order."):
+            return self._apply_order_fact(event)
+        case_id = event.case_id
+        case = self.open
+        if kind == "aftersale.requested":
+            return self._open(event, case_id, policy)
+        if case is None or case.case_id != case_id:
+            outcome = self.closed.get(case_id)
+            if outcome is None:
+                raise UnknownCase(f"case {case_id} was never opened on order {self.order_id}")
+            raise InvalidTransition(f"{kind} is not allowed: case {case_id} is closed ({outcome})")
+        case.apply(event, policy)
+        effects: list[Effect] = []
+        self._after_change(case, event.occurred_at, effects)
+        return effects
+
+    def _apply_order_fact(self, event: Event) -> list[Effect]:
+        kind = event.type
+        if kind == "order.delivered":
+            if self.delivered_at is None or event.occurred_at > self.delivered_at:
+                self.delivered_at = event.occurred_at
+        elif kind == "order.paid" and not self.paid:
+            self.paid = True
+            return [OrderPaid(self.order_id, event.body["merchant_id"])]
+        return []
+
+    def _open(self, event: Event, case_id: str, policy: Policy) -> list[Effect]:
+        body = event.body
+        if case_id in self.closed or (self.open is not None and self.open.case_id == case_id):
+            raise CaseAlreadyOpen(f"case_id {case_id} is already used on order {self.order_id}")
+        if self.open is not None:
+            raise CaseAlreadyOpen(
+                f"order {self.order_id} already has an open case {self.open.case_id}"
+            )
+        at = event.occurred_at
+        if (
+            body["reason"] == "no_reason"
+            and self.delivered_at is not None
+            and at >= self.delivered_at + policy.no_reason_window
+        ):
+            raise NotEligible(
+                f"no_reason request {case_id} is past the no-reason window after delivery"
+            )
+        case = Case(
+            case_id,
+            self.order_id,
+            body["kind"],
+            body["reason"],
+            int(body["amount"]),
+            body.get("currency", "CNY"),
+            body["merchant_id"],
+            body["buyer_id"],
+        )
+        case.start("merchant_review", at, policy)
+        self.open = case
+        return [CaseOpened(case_id, self.order_id, case.merchant_id, case.kind, at)]
+
+    def _after_change(self, case: Case, at: datetime, effects: list[Effect]) -> None:
+        outcome = case.outcome
+        if outcome is None:
+            return
+        first_refund = outcome == "refunded" and not self.refunded
+        self.refunded = self.refunded or first_refund
+        self.closed[case.case_id] = outcome
+        self.open = None
+        effects.append(
+            CaseClosed(
+                case.case_id,
+                self.order_id,
+                case.merchant_id,
+                outcome,
+                case.amount,
+                at,
+                first_refund,
+            )
+        )

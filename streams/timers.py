@@ -1,0 +1,85 @@
+"""A due-time index bucketed by time (a timer wheel with one-second slots).
+
+Keys (order ids) are scheduled at an instant; `pop_next(now)` hands them back one at a time in
+(due time, scheduling order) order. Rescheduling a key simply supersedes its older entry, which
+is skipped when its slot is reached, so scheduling costs O(1) and nothing is searched.
+"""
+
+from __future__ import annotations
+
+import heapq
+from bisect import insort
+from datetime import datetime
+
+_Entry = tuple[datetime, int, str]
+
+
+class TimerWheel:
+    """Due-time index: schedule, supersede, and pop keys in time order."""
+
+    def __init__(self) -> None:
+        self._seq = 0
+        self._live: dict[str, int] = {}
+        self._slots: dict[int, list[_Entry]] = {}
+        self._slot_heap: list[int] = []
+        # The slot being drained, sorted; entries before `_pos` were handed out or skipped.
+        self._current: list[_Entry] = []
+        self._current_slot: int | None = None
+        self._pos = 0
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    def schedule(self, key: str, when: datetime | None) -> None:
+        """Make `when` the key's only due time (None: unschedule)."""
+        if when is None:
+            self._live.pop(key, None)
+            return
+        self._seq += 1
+        entry = (when, self._seq, key)
+        self._live[key] = self._seq
+        slot = int(when.timestamp())
+        if self._current_slot is not None and slot <= self._current_slot:
+            insort(self._current, entry, lo=self._pos)
+            return
+        bucket = self._slots.get(slot)
+        if bucket is None:
+            self._slots[slot] = [entry]
+            heapq.heappush(self._slot_heap, slot)
+        else:
+            bucket.append(entry)
+
+    def discard(self, key: str) -> None:
+        """Forget `key` (its entries are skipped when reached)."""
+        self._live.pop(key, None)
+
+    def peek(self) -> datetime | None:
+        """The earliest live due time, or None when nothing is scheduled."""
+        entry = self._head()
+        return None if entry is None else entry[0]
+
+    def pop_next(self, now: datetime) -> tuple[str, datetime] | None:
+        """Remove and return the earliest (key, due) due at or before `now`, else None."""
+        entry = self._head()
+        if entry is None or entry[0] > now:
+            return None
+        self._pos += 1
+        del self._live[entry[2]]
+        return entry[2], entry[0]
+
+    def _head(self) -> _Entry | None:
+        while True:
+            current, pos, live = self._current, self._pos, self._live
+            while pos < len(current):
+                entry = current[pos]
+                if live.get(entry[2]) == entry[1]:
+                    self._pos = pos
+                    return entry
+                pos += 1
+            self._pos = pos
+            if not self._slot_heap:
+                return None
+            slot = heapq.heappop(self._slot_heap)
+            bucket = self._slots.pop(slot)
+            bucket.sort()
+            self._current, self._current_slot, self._pos = bucket, slot, 0

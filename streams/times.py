@@ -1,0 +1,85 @@
+"""Instants and durations: parsing RFC 3339 / ISO 8601 and formatting output times.
+
+An instant is always a timezone-aware `datetime` in UTC; a duration is a `timedelta`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+_RFC3339 = re.compile(
+    r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(?:\.\d+)?(?:[Zz]|[+-]\d\d:\d\d)\Z", re.ASCII
+)
+_ISO_DURATION = re.compile(
+    r"P(?:(?P<weeks>\d+(?:\.\d+)?)W)?(?:(?P<days>\d+(?:\.\d+)?)D)?"
+    r"(?:T(?:(?P<hours>\d+(?:\.\d+)?)H)?(?:(?P<minutes>\d+(?:\.\d+)?)M)?"
+    r"(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?\Z",
+    re.ASCII,
+)
+_CALENDAR_UNITS = re.compile(r"P(?:[^T]*[YM])", re.ASCII)
+
+
+@lru_cache(maxsize=1024)
+def parse_time(text: str) -> datetime:
+    """Parse an RFC 3339 time with an offset into a UTC datetime; ValueError if it is not one.
+
+    Fractions finer than a microsecond are truncated; a leap second (`:60`) is refused.
+    """
+    if _RFC3339.match(text) is None:
+        raise ValueError(f"not an RFC 3339 time with an offset: {text!r}")
+    return datetime.fromisoformat(text.upper()).astimezone(UTC)
+
+
+def is_time(text: str) -> bool:
+    """True when `text` is an RFC 3339 time with an offset that denotes a real instant."""
+    try:
+        parse_time(text)
+    except ValueError:
+        return False
+    return True
+
+
+def format_time(when: datetime) -> str:
+    """Format an instant as UTC with `Z`: whole seconds bare, else milli- or microseconds."""
+    when = when.astimezone(UTC)
+    micro = when.microsecond
+    base = when.replace(tzinfo=None, microsecond=0).isoformat()
+    if micro == 0:
+        return base + "Z"
+    if micro % 1000 == 0:
+        return f"{base}.{micro // 1000:03d}Z"
+    return f"{base}.{micro:06d}Z"
+
+
+def parse_duration(value: object) -> timedelta:
+    """Parse an ISO 8601 duration (weeks to seconds) or a number of seconds into a timedelta."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, int | float):
+        return timedelta(seconds=value)
+    if not isinstance(value, str):
+        raise ValueError(f"not a duration: {value!r}")
+    text = value.strip()
+    try:
+        return timedelta(seconds=float(text))
+    except ValueError:
+        pass
+    match = _ISO_DURATION.match(text)
+    if match is None or text in ("P", "PT") or text.endswith("T"):
+        if _CALENDAR_UNITS.match(text):
+            raise ValueError(
+                f"{value!r}: months and years have no fixed length; use weeks, days or hours"
+            )
+        raise ValueError(f"not an ISO 8601 duration or a number of seconds: {value!r}")
+    parts = {name: float(num) for name, num in match.groupdict().items() if num is not None}
+    return timedelta(**parts)
+
+
+def format_seconds(duration: timedelta) -> str:
+    """Seconds of a duration as in a notification_id: `86400`, `0.5`."""
+    seconds = duration.total_seconds()
+    return str(int(seconds)) if seconds.is_integer() else repr(seconds)
