@@ -1,0 +1,54 @@
+# One target per job; CI (.ci/run) calls exactly these.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+SAMPLE := deploy/local/sample/events.jsonl
+
+.PHONY: help install lint format types unit integration test check demo stack-up stack-down bench-replay
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+		|| { echo "Python 3.11+ is needed (PYTHON=$(PYTHON))" >&2; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)  ## create .venv and install the package with its dev tools
+
+lint: $(STAMP)  ## ruff lint and format check
+	$(BIN)/ruff check streams tests bench deploy
+	$(BIN)/ruff format --check streams tests bench deploy
+
+format: $(STAMP)  ## apply ruff's formatting and safe fixes
+	$(BIN)/ruff check --fix streams tests bench deploy
+	$(BIN)/ruff format streams tests bench deploy
+
+types: $(STAMP)  ## mypy --strict over code, tests and benchmarks
+	$(BIN)/mypy
+
+unit: $(STAMP)  ## unit tests only (no network)
+	$(BIN)/pytest tests/unit -q
+
+stack-up:  ## start the local Kafka (KRaft) + Redis stack (installs it on first use)
+	PYTHON=$(BIN)/python deploy/local/stack up
+
+stack-down:  ## stop the local stack
+	deploy/local/stack down
+
+integration: $(STAMP) stack-up  ## integration and end-to-end tests against the real stack
+	$(BIN)/pytest tests/integration tests/e2e -q
+
+test: lint types $(STAMP) stack-up  ## everything CI checks: lint, types, all tests on the real stack
+	$(BIN)/pytest -q
+
+demo: $(STAMP)  ## replay the shipped sample: auto-actions, reminders and dead letters
+	$(BIN)/aftersale replay $(SAMPLE) --until 2026-12-31T00:00:00Z --out out/demo
+	@echo; echo "first auto-actions (out/demo/actions.jsonl):"; head -n 3 out/demo/actions.jsonl
+
+bench-replay: $(STAMP)  ## replay throughput vs parse-only over 1,000,000 simulated events
+	$(BIN)/python bench/replay.py

@@ -1,0 +1,103 @@
+"""Throughput of `aftersale replay` next to merely parsing the same file, in the same run.
+
+    python bench/replay.py [--events 1000000] [--keep]
+
+Builds (once, cached under bench/data/) a simulated file of about --events records, then runs,
+each in a fresh process on one core: (1) read + orjson-parse every line, (2) the full replay
+into a temporary folder. Prints events/s, the ratio of the two times and peak memory (RSS).
+Targets (issue #2): >= 150,000 events/s, <= 4x the parse-only time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parent / "data"
+UNTIL = "2027-06-01T00:00:00Z"
+EVENTS_PER_ORDER = 4.35  # measured average of `aftersale simulate` with the default mix
+
+
+def _phase(kind: str, path: Path) -> None:
+    """Run one measured phase in this process and print its figures as JSON."""
+    start = time.perf_counter()
+    if kind == "parse":
+        import orjson
+
+        count = 0
+        with path.open("rb") as source:
+            for line in source:
+                if line.strip():
+                    count += 1
+                    try:  # noqa: SIM105 - suppress() would slow the baseline down
+                        orjson.loads(line)
+                    except orjson.JSONDecodeError:
+                        pass
+    else:
+        from streams.policy import Policy
+        from streams.replay import replay
+        from streams.times import parse_time
+
+        with tempfile.TemporaryDirectory() as out:
+            count = replay(path, Path(out), Policy(), parse_time(UNTIL)).read
+    seconds = time.perf_counter() - start
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"events": count, "seconds": seconds, "peak_rss_mb": rss_mb}))
+
+
+def _measure(kind: str, path: Path) -> dict[str, float]:
+    cmd = [sys.executable, __file__, "--phase", kind, str(path)]
+    if hasattr(os, "sched_setaffinity"):
+        cmd = ["taskset", "-c", "0", *cmd]  # one core, as the target says
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    figures: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures
+
+
+def _input(events: int) -> Path:
+    path = DATA / f"simulated-{events}.jsonl"
+    if not path.exists():
+        DATA.mkdir(parents=True, exist_ok=True)
+        orders = int(events / EVENTS_PER_ORDER)
+        print(f"generating {path.name} ({orders} orders, once)...", file=sys.stderr)
+        subprocess.run(
+            [sys.executable, "-m", "streams.cli", "simulate", "--orders", str(orders),
+             "--seed", "2026", "--span", "P30D", "--out", str(path)],
+            check=True,
+        )  # fmt: skip
+    return path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000, help="approximate input size")
+    parser.add_argument("--phase", choices=("parse", "replay"), help=argparse.SUPPRESS)
+    parser.add_argument("path", nargs="?", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase:
+        _phase(args.phase, args.path)
+        return 0
+    path = _input(args.events)
+    size_mb = path.stat().st_size / 1e6
+    parse = _measure("parse", path)
+    run = _measure("replay", path)
+    n = run["events"]
+    rate = n / run["seconds"]
+    ratio = run["seconds"] / parse["seconds"]
+    print(f"input          {int(n):,} events, {size_mb:.0f} MB ({path.name})")
+    print(f"parse only     {parse['seconds']:.2f} s  {n / parse['seconds']:>12,.0f} events/s")
+    print(f"replay         {run['seconds']:.2f} s  {rate:>12,.0f} events/s   target >= 150,000")
+    print(f"replay/parse   {ratio:.1f}x                            target <= 4x")
+    print(f"peak RSS       parse {parse['peak_rss_mb']:.0f} MB, replay {run['peak_rss_mb']:.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Builders of input events for tests: valid by default, any field overridable."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from itertools import count
+from typing import Any
+
+import orjson
+
+from streams.events import Event, decode
+from streams.times import format_time
+
+T0 = datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
+_ids = count(1)
+
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "order.paid": {"merchant_id": "m-3", "buyer_id": "b-9", "amount": 5990},
+    "order.shipped": {"carrier": "SF", "waybill": "SF1"},
+    "aftersale.requested": {
+        "kind": "return_refund",
+        "reason": "quality",
+        "amount": 5990,
+        "merchant_id": "m-3",
+        "buyer_id": "b-9",
+    },
+    "aftersale.rejected": {"note": "no"},
+    "aftersale.return_shipped": {"carrier": "YTO", "waybill": "YT1"},
+    "aftersale.resolved": {"decision": "resume"},
+}
+
+
+def body(
+    event_type: str, at: datetime | timedelta = T0, /, order_id: str = "o-7", **fields: Any
+) -> dict[str, Any]:
+    """A record value of type `kind`; `at` is an instant or an offset from T0."""
+    when = T0 + at if isinstance(at, timedelta) else at
+    out: dict[str, Any] = {
+        "event_id": f"e-{next(_ids)}",
+        "type": event_type,
+        "order_id": order_id,
+        "occurred_at": format_time(when),
+    }
+    if event_type.startswith("aftersale."):
+        out["case_id"] = "c-42"
+    out.update(_DEFAULTS.get(event_type, {}))
+    out.update(fields)
+    return out
+
+
+def event(
+    event_type: str, at: datetime | timedelta = T0, /, order_id: str = "o-7", **fields: Any
+) -> Event:
+    """A decoded, validated Event."""
+    return decode(orjson.dumps(body(event_type, at, order_id=order_id, **fields)))
