@@ -63,6 +63,17 @@ def build_parser() -> argparse.ArgumentParser:
         "cases, escalations, producer retries and a share of bad input.",
     )
     add_simulate_arguments(simulate)
+
+    from streams.topics_cli import add_arguments as add_topics_arguments
+
+    topics = commands.add_parser(
+        "topics",
+        help="create or check the contract's Kafka topics (topics/topics.yaml)",
+        description="create: create the topics that are missing (idempotent), then check. "
+        "check: verify every topic exists with its partition count and configs; exit 1 and "
+        "name each mismatch otherwise.",
+    )
+    add_topics_arguments(topics)
     return parser
 
 
@@ -76,6 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from streams.simulate import run as run_simulate
 
             return run_simulate(args)
+        if args.command == "topics":
+            from streams.topics_cli import run as run_topics
+
+            return run_topics(args)
     except AftersaleError as exc:
         print(f"aftersale {args.command}: error: {exc}", file=sys.stderr)
         return 2

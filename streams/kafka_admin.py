@@ -1,0 +1,64 @@
+"""Creating and checking the contract's topics on a real broker (the admin adapter)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from streams.topic_defs import TopicSpec
+
+
+@dataclass(frozen=True, slots=True)
+class TopicReport:
+    """What `check` found for one topic: None problems means it matches its spec."""
+
+    name: str
+    exists: bool
+    problems: tuple[str, ...] = ()
+
+
+async def create_topics(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created (idempotent)."""
+    existing = set(await admin.list_topics())
+    missing = [s for s in specs if s.name not in existing]
+    if missing:
+        await admin.create_topics(
+            [
+                NewTopic(
+                    s.name,
+                    num_partitions=s.partitions,
+                    replication_factor=s.replication_factor,
+                    topic_configs=s.configs,
+                )
+                for s in missing
+            ]
+        )
+    return [s.name for s in missing]
+
+
+async def check_topics(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> list[TopicReport]:
+    """Compare each topic on the broker with its spec: partitions and configs."""
+    existing = set(await admin.list_topics())
+    present = [s for s in specs if s.name in existing]
+    reports = {s.name: TopicReport(s.name, False, ("missing",)) for s in specs}
+    if not present:
+        return list(reports.values())
+    described = {t["topic"]: t for t in await admin.describe_topics([s.name for s in present])}
+    resources = [ConfigResource(ConfigResourceType.TOPIC, s.name) for s in present]
+    configs: dict[str, dict[str, str]] = {}
+    for response in await admin.describe_configs(resources):
+        for _code, _msg, _type, name, entries in response.resources:
+            configs[name] = {entry[0]: entry[1] for entry in entries}
+    for spec in present:
+        problems = []
+        partitions = len(described[spec.name]["partitions"])
+        if partitions != spec.partitions:
+            problems.append(f"has {partitions} partitions, expected {spec.partitions}")
+        actual = configs.get(spec.name, {})
+        for key, want in sorted(spec.configs.items()):
+            if actual.get(key) != want:
+                problems.append(f"{key} is {actual.get(key)!r}, expected {want!r}")
+        reports[spec.name] = TopicReport(spec.name, True, tuple(problems))
+    return list(reports.values())

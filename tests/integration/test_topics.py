@@ -1,0 +1,59 @@
+"""`aftersale topics create|check` against the real broker, with unique topic names."""
+
+from __future__ import annotations
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from streams.cli import main
+from streams.kafka_admin import check_topics, create_topics
+from streams.topic_defs import load_topic_specs
+from tests.integration.conftest import BOOTSTRAP
+
+
+async def test_create_is_idempotent_and_check_passes(
+    admin: AIOKafkaAdminClient, unique: str
+) -> None:
+    specs = load_topic_specs(prefix=f"{unique}-", partitions=2)
+    created = await create_topics(admin, specs)
+    assert sorted(created) == sorted(s.name for s in specs)
+    assert await create_topics(admin, specs) == []
+    reports = await check_topics(admin, specs)
+    assert [r.problems for r in reports] == [()] * 5
+    await admin.delete_topics(created)
+
+
+async def test_check_names_partition_and_config_mismatches(
+    admin: AIOKafkaAdminClient, unique: str
+) -> None:
+    specs = load_topic_specs(prefix=f"{unique}-", partitions=2)
+    actions = next(s for s in specs if s.name.endswith("aftersale-actions"))
+    await admin.create_topics(
+        [NewTopic(actions.name, 3, 1, topic_configs={"retention.ms": "1000"})]
+    )
+    reports = {r.name: r for r in await check_topics(admin, specs)}
+    assert reports[actions.name].problems == (
+        "has 3 partitions, expected 2",
+        "retention.ms is '1000', expected '2592000000'",
+    )
+    assert reports[f"{unique}-order-events"].problems == ("missing",)
+    await admin.delete_topics([actions.name])
+
+
+def test_cli_create_then_check(unique: str, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--bootstrap", BOOTSTRAP, "--prefix", f"{unique}-", "--partitions", "1"]
+    assert main(["topics", "check", *args]) == 1
+    assert f"MISMATCH {unique}-order-events: missing" in capsys.readouterr().err
+    assert main(["topics", "create", *args]) == 0
+    out = capsys.readouterr().out
+    assert f"created {unique}-aftersale-deadletter" in out
+    assert main(["topics", "check", *args]) == 0
+    assert main(["topics", "check", *args[:-1], "2"]) == 1
+    assert "has 1 partitions, expected 2" in capsys.readouterr().err
+
+
+def test_cli_unreachable_broker_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["topics", "check", "--bootstrap", "127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("aftersale topics: error: Kafka at 127.0.0.1:1")
+    assert err.count("\n") == 1
