@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import math
 import random
 import sys
 from collections.abc import Iterator
@@ -270,8 +271,8 @@ def policy_yaml(policy: Policy) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """The `aftersale simulate` command."""
-    if args.orders < 0 or args.time_scale <= 0:
-        raise ConfigError("--orders must be >= 0 and --time-scale > 0")
+    if args.orders < 0 or not (math.isfinite(args.time_scale) and args.time_scale > 0):
+        raise ConfigError("--orders must be >= 0 and --time-scale a finite number > 0")
     for name in ("bad_rate", "retry_rate"):
         if not 0.0 <= getattr(args, name) <= 1.0:
             raise ConfigError(f"--{name.replace('_', '-')} must be between 0 and 1")

@@ -5,14 +5,16 @@ An instant is always a timezone-aware `datetime` in UTC; a duration is a `timede
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from functools import lru_cache
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _RFC3339 = re.compile(
-    r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(?:\.\d+)?(?:[Zz]|[+-]\d\d:\d\d)\Z", re.ASCII
+    r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(?:\.\d+)?(?:[Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)\Z", re.ASCII
 )
 _ISO_DURATION = re.compile(
     r"P(?:(?P<weeks>\d+(?:\.\d+)?)W)?(?:(?P<days>\d+(?:\.\d+)?)D)?"
@@ -31,7 +33,10 @@ def parse_time(text: str) -> datetime:
     """
     if _RFC3339.match(text) is None:
         raise ValueError(f"not an RFC 3339 time with an offset: {text!r}")
-    return datetime.fromisoformat(text.upper()).astimezone(UTC)
+    try:
+        return datetime.fromisoformat(text.upper()).astimezone(UTC)
+    except OverflowError:  # a local time whose UTC instant is before year 1 or after 9999
+        raise ValueError(f"time out of range: {text!r}") from None
 
 
 def is_time(text: str) -> bool:
@@ -57,17 +62,30 @@ def format_time(when: datetime) -> str:
 
 def parse_duration(value: object) -> timedelta:
     """Parse an ISO 8601 duration (weeks to seconds) or a number of seconds into a timedelta."""
+    try:
+        return _parse_duration(value)
+    except OverflowError:
+        raise ValueError(f"duration out of range: {value!r}") from None
+
+
+def _parse_duration(value: object) -> timedelta:
     if isinstance(value, bool):
         raise ValueError(f"not a duration: {value!r}")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError(f"not a finite duration: {value!r}")
         return timedelta(seconds=value)
     if not isinstance(value, str):
         raise ValueError(f"not a duration: {value!r}")
     text = value.strip()
     try:
-        return timedelta(seconds=float(text))
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(seconds):
+            raise ValueError(f"not a finite duration: {value!r}")
+        return timedelta(seconds=seconds)
     match = _ISO_DURATION.match(text)
     if match is None or text in ("P", "PT") or text.endswith("T"):
         if _CALENDAR_UNITS.match(text):
@@ -82,4 +100,5 @@ def parse_duration(value: object) -> timedelta:
 def format_seconds(duration: timedelta) -> str:
     """Seconds of a duration as in a notification_id: `86400`, `0.5`."""
     seconds = duration.total_seconds()
-    return str(int(seconds)) if seconds.is_integer() else repr(seconds)
+    # A plain decimal, never exponent notation (7.2e-05 -> 0.000072).
+    return str(int(seconds)) if seconds.is_integer() else f"{Decimal(repr(seconds)):f}"

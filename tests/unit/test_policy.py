@@ -184,7 +184,7 @@ def test_months_and_years_are_refused(tmp_path: Path, text: str) -> None:
     ],
 )
 def test_invalid_durations_are_refused(tmp_path: Path, text: str) -> None:
-    with pytest.raises(PolicyError, match="."):
+    with pytest.raises(PolicyError, match=r"\S"):
         load_policy(write(tmp_path, text))
 
 
@@ -219,7 +219,7 @@ def test_rule_sections_must_be_mappings(tmp_path: Path, text: str) -> None:
 )
 def test_out_of_range_durations_are_a_policy_error(tmp_path: Path, text: str) -> None:
     # The CLI reports AftersaleError subclasses as a one-line error; anything else is a traceback.
-    with pytest.raises(PolicyError, match="."):
+    with pytest.raises(PolicyError, match=r"\S"):
         load_policy(write(tmp_path, text))
 
 

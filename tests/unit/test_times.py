@@ -74,7 +74,7 @@ def test_parse_time_accepts_rfc3339_and_converts_to_utc(text: str, expected: dat
     ],
 )
 def test_parse_time_refuses_what_is_not_rfc3339_with_offset(text: str) -> None:
-    with pytest.raises(ValueError, match="."):
+    with pytest.raises(ValueError, match=r"\S"):
         parse_time(text)
     assert not is_time(text)
 
@@ -85,7 +85,7 @@ def test_parse_time_refuses_what_is_not_rfc3339_with_offset(text: str) -> None:
 )
 def test_parse_time_refuses_offset_minutes_beyond_59(text: str) -> None:
     # RFC 3339: time-numoffset = ("+" / "-") time-hour ":" time-minute, time-minute = 00-59.
-    with pytest.raises(ValueError, match="."):
+    with pytest.raises(ValueError, match=r"\S"):
         parse_time(text)
     assert not is_time(text)
 
@@ -174,7 +174,7 @@ def test_parse_duration_refuses_months_and_years(value: str) -> None:
     ["P", "PT", "P1DT", "PT1H2D", "1D", "P-1D", "abc", "", "P1.5", True, False, None, [1], {}],
 )
 def test_parse_duration_refuses(value: object) -> None:
-    with pytest.raises(ValueError, match="."):
+    with pytest.raises(ValueError, match=r"\S"):
         parse_duration(value)
 
 
@@ -182,7 +182,7 @@ def test_parse_duration_refuses(value: object) -> None:
 def test_parse_duration_out_of_range_is_a_value_error(value: object) -> None:
     # Callers (the policy loader, the CLI) only catch ValueError; an out-of-range duration is
     # just another value that is not a usable duration.
-    with pytest.raises(ValueError, match="."):
+    with pytest.raises(ValueError, match=r"\S"):
         parse_duration(value)
 
 
