@@ -52,15 +52,16 @@ class Engine:
         order_id, policy = event.order_id, self.policy
         state = self.store.get(order_id)
         effects: list[Effect] = []
+        # `scheduled` is what the wheel holds for this order, so an unchanged due time
+        # (most order facts) costs no rescheduling.
+        scheduled: datetime | None = None
         if state is None:
             state = OrderState(order_id)
-            due = None
         else:
-            due = state.next_due(policy)
-            if due is not None and due <= fire_upto:
+            scheduled = state.next_due(policy)
+            if scheduled is not None and scheduled <= fire_upto:
                 while fired := state.fire_next(fire_upto, policy):
                     effects.extend(fired)
-                due = -1  # type: ignore[assignment]  # force rescheduling below
         if event.event_id in state.event_ids:
             result = Result("duplicate", effects)
         else:
@@ -73,9 +74,9 @@ class Engine:
                 state.event_ids.add(event.event_id)
                 result = Result("applied", effects)
         self.store[order_id] = state
-        new_due = state.next_due(policy)
-        if new_due != due:
-            self.wheel.schedule(order_id, new_due)
+        due = state.next_due(policy)
+        if due != scheduled or effects:
+            self.wheel.schedule(order_id, due)
         return result
 
     def advance(self, now: datetime) -> list[Effect]:
