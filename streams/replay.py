@@ -86,7 +86,10 @@ def replay(
                 continue
             if clock is None or event.occurred_at > clock:
                 clock = event.occurred_at
-                fired = engine.advance(clock)
+            # Even when the clock stands still, a record applied since the last advance (one
+            # stamped in the past) may have made something due: fire it before this record.
+            fired = engine.advance(clock)
+            if fired:
                 summary.count_effects(fired)
                 outputs.write(fired)
             result = engine.apply(event, clock)

@@ -81,6 +81,9 @@ _NEXT: dict[str, tuple[str, ...]] = {
     ),
 }
 
+#: After a case closed (or an unusual event): mostly a new case, sometimes a stray event.
+_AFTER_CLOSE: tuple[str, ...] = ("aftersale.requested",) * 4 + AFTERSALE_TYPES
+
 OFFSETS: dict[str, timezone] = {
     "Z": UTC,
     "+08:00": timezone(timedelta(hours=8)),
@@ -88,7 +91,7 @@ OFFSETS: dict[str, timezone] = {
 }
 KINDS = ("refund_only", "return_refund")
 REASONS = ("quality", "logistics", "not_as_described", "no_reason", "mistaken_order", "other")
-DECISIONS = ("refund", "reject", "resume")
+DECISIONS = ("refund", "reject", "resume", "resume", "resume")
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,9 +122,7 @@ def policies(draw: st.DrawFn) -> Policy:
     """A policy with short deadlines (1-48 h) and a random subset of reminder offsets."""
     deadlines = {rule: f"PT{draw(st.integers(1, 48))}H" for rule in RULES}
     reminder_choices = st.sampled_from(["PT30M", "PT1H", "PT2H", "PT3H", "PT6H", "PT24H", "P2D"])
-    reminders = {
-        rule: draw(st.lists(reminder_choices, max_size=3, unique=True)) for rule in RULES
-    }
+    reminders = {rule: draw(st.lists(reminder_choices, max_size=3, unique=True)) for rule in RULES}
     window = f"PT{draw(st.integers(1, 7 * 24))}H"
     return policy_from_mapping(
         {"deadlines": deadlines, "reminders": reminders, "no_reason_window": window}
@@ -214,15 +215,23 @@ def scenarios(
         at += draw(_step())
         order_no = draw(st.integers(0, n_orders - 1))
         case_no = current.get(order_no)
-        if case_no is not None and draw(st.integers(0, 2)) > 0:
-            options = _NEXT.get(last_type.get((order_no, case_no), ""), AFTERSALE_TYPES)
+        if case_no is None and draw(st.booleans()):
+            kind, case_no = "aftersale.requested", next_case[order_no]
+            next_case[order_no] = min(case_no + 1, cases_per_order)
+            current[order_no] = case_no
+        elif case_no is not None and draw(st.integers(0, 2)) > 0:
+            options = _NEXT.get(last_type.get((order_no, case_no), ""), _AFTER_CLOSE)
             kind = draw(st.sampled_from(options))
+            if kind == "aftersale.requested":
+                case_no = next_case[order_no]
+                next_case[order_no] = min(case_no + 1, cases_per_order)
+                current[order_no] = case_no
         else:
             kind = draw(st.sampled_from(_WEIGHTED))
             if kind == "aftersale.requested" and draw(st.integers(0, 3)) > 0:
                 case_no = next_case[order_no]
                 next_case[order_no] = min(case_no + 1, cases_per_order)
-            else:
+            elif case_no is None or draw(st.integers(0, 3)) == 0:
                 case_no = draw(st.integers(1, cases_per_order))
             if kind == "aftersale.requested":
                 current[order_no] = case_no
