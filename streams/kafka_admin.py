@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaTimeoutError
 
 from streams.topic_defs import TopicSpec
+
+
+LISTED_TIMEOUT_S = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +40,18 @@ async def create_topics(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> l
                 for s in missing
             ]
         )
+        await _until_listed(admin, {s.name for s in missing})
     return [s.name for s in missing]
+
+
+async def _until_listed(admin: AIOKafkaAdminClient, names: set[str]) -> None:
+    """Wait until new topics show in metadata: creation returns before every broker knows."""
+    try:
+        async with asyncio.timeout(LISTED_TIMEOUT_S):
+            while not names <= set(await admin.list_topics()):
+                await asyncio.sleep(0.1)
+    except TimeoutError:
+        raise KafkaTimeoutError(f"created topics not visible after {LISTED_TIMEOUT_S} s") from None
 
 
 async def check_topics(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> list[TopicReport]:
