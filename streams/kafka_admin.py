@@ -11,7 +11,6 @@ from aiokafka.errors import KafkaTimeoutError
 
 from streams.topic_defs import TopicSpec
 
-
 LISTED_TIMEOUT_S = 30
 
 
@@ -48,7 +47,7 @@ async def _until_listed(admin: AIOKafkaAdminClient, names: set[str]) -> None:
     """Wait until new topics show in metadata: creation returns before every broker knows."""
     try:
         async with asyncio.timeout(LISTED_TIMEOUT_S):
-            while not names <= set(await admin.list_topics()):
+            while not names <= set(await admin.list_topics()):  # noqa: ASYNC110 - polling the broker
                 await asyncio.sleep(0.1)
     except TimeoutError:
         raise KafkaTimeoutError(f"created topics not visible after {LISTED_TIMEOUT_S} s") from None
