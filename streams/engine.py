@@ -75,7 +75,7 @@ class Engine:
                 result = Result("applied", effects)
         self.store[order_id] = state
         due = state.next_due(policy)
-        if due != scheduled or effects:
+        if due != scheduled:
             self.wheel.schedule(order_id, due)
         return result
 

@@ -16,10 +16,9 @@ LISTED_TIMEOUT_S = 30
 
 @dataclass(frozen=True, slots=True)
 class TopicReport:
-    """What `check` found for one topic: None problems means it matches its spec."""
+    """What `check` found for one topic: no problems means it matches its spec."""
 
     name: str
-    exists: bool
     problems: tuple[str, ...] = ()
 
 
@@ -57,7 +56,7 @@ async def check_topics(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> li
     """Compare each topic on the broker with its spec: partitions and configs."""
     existing = set(await admin.list_topics())
     present = [s for s in specs if s.name in existing]
-    reports = {s.name: TopicReport(s.name, False, ("missing",)) for s in specs}
+    reports = {s.name: TopicReport(s.name, ("missing",)) for s in specs}
     if not present:
         return list(reports.values())
     described = {t["topic"]: t for t in await admin.describe_topics([s.name for s in present])}
@@ -75,5 +74,5 @@ async def check_topics(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> li
         for key, want in sorted(spec.configs.items()):
             if actual.get(key) != want:
                 problems.append(f"{key} is {actual.get(key)!r}, expected {want!r}")
-        reports[spec.name] = TopicReport(spec.name, True, tuple(problems))
+        reports[spec.name] = TopicReport(spec.name, tuple(problems))
     return list(reports.values())

@@ -69,23 +69,21 @@ def parse_duration(value: object) -> timedelta:
 
 
 def _parse_duration(value: object) -> timedelta:
-    if isinstance(value, bool):
+    seconds: object = value
+    if isinstance(value, str):
+        try:
+            seconds = float(value.strip())
+        except ValueError:
+            return _parse_iso_duration(value)
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
         raise ValueError(f"not a duration: {value!r}")
-    if isinstance(value, int | float):
-        if not math.isfinite(value):
-            raise ValueError(f"not a finite duration: {value!r}")
-        return timedelta(seconds=value)
-    if not isinstance(value, str):
-        raise ValueError(f"not a duration: {value!r}")
+    if not math.isfinite(seconds):
+        raise ValueError(f"not a finite duration: {value!r}")
+    return timedelta(seconds=seconds)
+
+
+def _parse_iso_duration(value: str) -> timedelta:
     text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        if not math.isfinite(seconds):
-            raise ValueError(f"not a finite duration: {value!r}")
-        return timedelta(seconds=seconds)
     match = _ISO_DURATION.match(text)
     if match is None or text in ("P", "PT") or text.endswith("T"):
         if _CALENDAR_UNITS.match(text):
