@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -17,9 +16,12 @@ ORDER_TOPIC = "order-events"
 AFTERSALE_TOPIC = "aftersale-events"
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """A validated input event; `body` is the decoded JSON object as received."""
+class Event(NamedTuple):
+    """A validated input event; `body` is the decoded JSON object as received.
+
+    A NamedTuple rather than a frozen dataclass: one is built per record, and a tuple is
+    several times cheaper to build.
+    """
 
     type: str
     event_id: str
