@@ -3,7 +3,7 @@
     AftersaleError
     ├── ConfigError              bad settings, policy file or command-line value (retriable=False)
     │   └── PolicyError          the policy file is unreadable or says something invalid
-    ├── ContractError            the shipped JSON Schemas are unusable (a packaging bug)
+    ├── ContractError            the shipped schemas, or stored state bytes, cannot be read
     └── InputError               a record that cannot be applied: one subclass per dead-letter code
         ├── MalformedJson        `malformed_json`
         ├── SchemaViolation      `schema_violation`
@@ -38,7 +38,7 @@ class PolicyError(ConfigError):
 
 
 class ContractError(AftersaleError):
-    """The machine-readable contract under topics/ cannot be loaded."""
+    """The contract under topics/, or bytes this project wrote (stored state), cannot be read."""
 
 
 class InputError(AftersaleError):

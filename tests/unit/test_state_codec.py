@@ -1,0 +1,192 @@
+"""The order-state codec: every state the engine can reach round-trips to equal bytes."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from streams.cases import Case
+from streams.engine import Engine
+from streams.errors import ContractError, InputError
+from streams.events import decode
+from streams.orders import OrderState
+from streams.state_codec import CASE_FIELDS, decode_state, encode
+from tests.unit.factories import T0
+from tests.unit.strategies import Scenario, scenarios
+
+H = timedelta(hours=1)
+
+
+def states_along(scenario: Scenario) -> Iterator[OrderState]:
+    """Every order state in the store after each step of the engine over the scenario.
+
+    A generator on purpose: the engine mutates states in place, so each one is checked
+    before the next step runs.
+    """
+    engine = Engine(scenario.policy)
+    clock: datetime | None = None
+    for value in scenario.records:
+        try:
+            event = decode(orjson.dumps(value))
+        except InputError:
+            continue
+        clock = event.occurred_at if clock is None else max(clock, event.occurred_at)
+        engine.advance(clock)
+        engine.apply(event, clock)
+        yield from engine.store.values()
+    if clock is not None and scenario.until is not None and scenario.until > clock:
+        engine.advance(scenario.until)
+        yield from engine.store.values()
+
+
+def case(**changes: Any) -> Case:
+    base = Case("c-1", "o-1", "return_refund", "quality", 5990, "CNY", "m-1", "b-1")
+    return dataclasses.replace(base, **changes)
+
+
+def assert_utc(when: datetime | None) -> None:
+    assert when is not None
+    assert when.tzinfo is UTC
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios())
+def test_every_state_the_engine_reaches_round_trips(scenario: Scenario) -> None:
+    for state in states_along(scenario):
+        data = encode(state)
+        decoded = decode_state(data)
+        assert decoded == state
+        assert encode(state) == data
+        assert encode(decoded) == data
+
+
+def test_the_case_array_lists_every_case_field_in_order() -> None:
+    assert tuple(f.name for f in dataclasses.fields(Case)) == CASE_FIELDS
+
+
+def test_every_order_state_field_is_encoded() -> None:
+    # A new OrderState field must get a key (and a new format version) before this passes.
+    encoded = orjson.loads(encode(OrderState("o-1")))
+    assert len(encoded) == 1 + len(dataclasses.fields(OrderState))
+
+
+def test_empty_state() -> None:
+    state = OrderState("o-1")
+    data = encode(state)
+    assert data == (b'{"cl":{},"dl":null,"ev":[],"id":"o-1","op":null,"pd":false,"rf":false,"v":1}')
+    assert decode_state(data) == state
+
+
+def test_state_with_closed_cases_only() -> None:
+    state = OrderState(
+        "o-1",
+        delivered_at=T0,
+        paid=True,
+        refunded=True,
+        event_ids={"e-3", "e-1", "e-2"},
+        closed={"c-2": "rejected", "c-1": "refunded"},
+    )
+    decoded = decode_state(encode(state))
+    assert decoded == state
+    assert decoded.open is None
+    assert_utc(decoded.delivered_at)
+
+
+def test_equal_states_give_equal_bytes_whatever_the_insertion_order() -> None:
+    one = OrderState("o-1", event_ids={"e-1", "e-2"}, closed={"c-1": "refunded", "c-2": "rejected"})
+    two = OrderState("o-1", event_ids={"e-2", "e-1"}, closed={"c-2": "rejected", "c-1": "refunded"})
+    assert one == two
+    assert encode(one) == encode(two)
+
+
+def test_escalated_case_with_paused_deadline() -> None:
+    escalated = case(
+        phase="escalated",
+        rule="buyer_return",
+        set_at=T0,
+        due_at=None,
+        remaining=timedelta(days=3, seconds=7, microseconds=11),
+        reminded=(timedelta(days=2), H),
+        resume_phase="awaiting_return",
+    )
+    state = OrderState("o-1", event_ids={"e-1"}, open=escalated)
+    decoded = decode_state(encode(state))
+    assert decoded == state
+    assert decoded.open is not None
+    assert decoded.open.due_at is None
+    assert decoded.open.remaining == timedelta(days=3, seconds=7, microseconds=11)
+    assert decoded.open.reminded == (timedelta(days=2), H)
+
+
+def test_reminded_keeps_its_order() -> None:
+    state = OrderState("o-1", open=case(rule="merchant_review", reminded=(H, 24 * H, 2 * H)))
+    decoded = decode_state(encode(state))
+    assert decoded.open is not None
+    assert decoded.open.reminded == (H, 24 * H, 2 * H)
+
+
+def test_microseconds_survive_and_instants_come_back_utc() -> None:
+    at = datetime(2026, 11, 1, 10, 0, 0, 123_457, tzinfo=UTC)
+    running = case(
+        rule="merchant_review", set_at=at, due_at=at + 48 * H + timedelta(microseconds=1)
+    )
+    state = OrderState("o-1", delivered_at=at - timedelta(microseconds=1), open=running)
+    decoded = decode_state(encode(state))
+    assert decoded == state
+    assert decoded.open is not None
+    for when in (decoded.delivered_at, decoded.open.set_at, decoded.open.due_at):
+        assert_utc(when)
+    assert decoded.open.set_at is not None
+    assert decoded.open.set_at.microsecond == 123_457
+
+
+def test_instants_before_the_epoch_round_trip() -> None:
+    state = OrderState("o-1", delivered_at=datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC))
+    assert decode_state(encode(state)) == state
+
+
+@pytest.mark.parametrize("version", [0, 2, "1", True, 1.0, None])
+def test_other_version_is_refused(version: object) -> None:
+    obj = orjson.loads(encode(OrderState("o-1")))
+    obj["v"] = version
+    with pytest.raises(ContractError, match="version"):
+        decode_state(orjson.dumps(obj))
+
+
+def test_missing_version_is_refused() -> None:
+    obj = orjson.loads(encode(OrderState("o-1")))
+    del obj["v"]
+    with pytest.raises(ContractError, match="version None"):
+        decode_state(orjson.dumps(obj))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"\x00\xff garbage", b"{", b"[1, 2]", b"null", b"1", b'{"v":1}'],
+)
+def test_garbage_is_refused(data: bytes) -> None:
+    with pytest.raises(ContractError):
+        decode_state(data)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("op", ["c-1", "o-1"]),
+        ("op", 5),
+        ("dl", "2026-11-01T10:00:00Z"),
+        ("ev", 3),
+        ("cl", ["c-1"]),
+    ],
+)
+def test_malformed_version_1_is_refused(key: str, value: object) -> None:
+    obj = orjson.loads(encode(OrderState("o-1")))
+    obj[key] = value
+    with pytest.raises(ContractError, match="malformed"):
+        decode_state(orjson.dumps(obj))
