@@ -1,0 +1,72 @@
+"""Catch-up safety: up to which instant a partition's deadlines may be judged (pure).
+
+A deadline D on partition p may fire only once every record written to p's input partitions
+before D has been read. The worker samples the input partitions' end offsets now and then;
+a sample taken at instant T covers every record written before T. When the offsets the
+worker has processed reach a sample's end offsets on every input partition, everything
+written before T has been read, so deadlines up to T are safe:
+
+    safe(p) = the latest sample time T whose end offsets the processed positions have reached
+
+After an outage the first samples are taken when the worker starts (T = now) with the whole
+backlog before them, so nothing fires until the backlog is read. A partition with no new
+records keeps up trivially: its processed position equals its end offset.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(slots=True)
+class _Sample:
+    at: datetime
+    ends: dict[str, int]
+
+
+@dataclass(slots=True)
+class PartitionWatermark:
+    """Samples of end offsets and processed positions of one partition's input topics."""
+
+    topics: tuple[str, ...]
+    keep: int = 64
+    positions: dict[str, int] = field(default_factory=dict)
+    safe: datetime | None = None
+    _samples: deque[_Sample] = field(default_factory=deque)
+
+    def processed(self, topic: str, offset: int) -> None:
+        """A record at `offset` of `topic` (this partition) has been applied."""
+        if offset + 1 > self.positions.get(topic, -1):
+            self.positions[topic] = offset + 1
+
+    def start_at(self, topic: str, position: int) -> None:
+        """Where reading starts (the committed offset): everything before it was processed."""
+        if position > self.positions.get(topic, -1):
+            self.positions[topic] = position
+
+    def sample(self, at: datetime, ends: Mapping[str, int]) -> None:
+        """End offsets observed by a request sent at `at` (or later)."""
+        if set(ends) != set(self.topics):
+            raise ValueError(f"a sample needs end offsets of {self.topics}, got {sorted(ends)}")
+        self._samples.append(_Sample(at, dict(ends)))
+        while len(self._samples) > self.keep:
+            self._samples.popleft()
+        self._advance()
+
+    def safe_until(self) -> datetime | None:
+        """The latest instant up to which every record written before it has been read."""
+        self._advance()
+        return self.safe
+
+    def _advance(self) -> None:
+        positions = self.positions
+        while self._samples:
+            sample = self._samples[0]
+            if any(positions.get(t, -1) < end for t, end in sample.ends.items()):
+                return
+            self._samples.popleft()
+            if self.safe is None or sample.at > self.safe:
+                self.safe = sample.at
