@@ -1,0 +1,171 @@
+"""Worker settings: one place, each with its environment variable, default and meaning.
+
+`Settings.from_env()` reads `AFTERSALE_*` variables and refuses bad values with a message
+that names the variable. The README's configuration table is checked against these fields.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Final
+
+from streams.errors import ConfigError
+
+PREFIX: Final = "AFTERSALE_"
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A value that never prints."""
+
+    value: str
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}")
+        return text
+
+    return parse
+
+
+def _port(text: str) -> int:
+    port = int(text)
+    if not 0 < port < 65536:
+        raise ValueError("must be a TCP port (1-65535)")
+    return port
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("must be a whole number >= 1")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError("must be a positive number of seconds")
+    return value
+
+
+def _text(text: str) -> str:
+    return text
+
+
+def _optional_path(text: str) -> Path | None:
+    return Path(text) if text else None
+
+
+def _setting(default: Any, doc: str, parse: Callable[[str], Any]) -> Any:
+    """A settings field: its default, a one-line doc and the parser of its env value."""
+    return field(default=default, metadata={"doc": doc, "parse": parse})
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The worker's settings; build with `Settings.from_env()`."""
+
+    kafka_bootstrap: str = _setting(
+        "127.0.0.1:9092", "Kafka bootstrap servers, comma-separated", _text
+    )
+    kafka_security_protocol: str = _setting(
+        "PLAINTEXT",
+        "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
+        _choice("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+    )
+    kafka_sasl_mechanism: str = _setting(
+        "",
+        "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (with a SASL protocol)",
+        _choice("", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
+    )
+    kafka_sasl_username: str = _setting("", "SASL user name", _text)
+    kafka_sasl_password: Secret = _setting(
+        Secret(""), "SASL password (secret: never printed)", Secret
+    )
+    kafka_ssl_cafile: Path | None = _setting(
+        None, "CA bundle for SSL (default: the system's)", _optional_path
+    )
+    app_id: str = _setting(
+        "aftersale-deadlines", "faust app id: consumer group and internal topic prefix", _text
+    )
+    topic_prefix: str = _setting(
+        "", "prefix of the contract's topic names (isolated environments)", _text
+    )
+    partitions: int = _setting(12, "partitions of the input, state and tick topics", _positive_int)
+    store: str = _setting(
+        "rocksdb",
+        "state store: rocksdb (local, persistent) or memory",
+        _choice("rocksdb", "memory"),
+    )
+    data_dir: Path = _setting(Path(".aftersale-data"), "folder of the local state store", Path)
+    policy_file: Path | None = _setting(
+        None, "policy YAML (default: the contract's policy)", _optional_path
+    )
+    web_port: int = _setting(6066, "port of the worker's web server (/metrics, health)", _port)
+    processing_guarantee: str = _setting(
+        "exactly_once",
+        "exactly_once or at_least_once",
+        _choice("exactly_once", "at_least_once"),
+    )
+    tick_interval: float = _setting(0.2, "seconds between checks for due deadlines", _seconds)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read `AFTERSALE_*` variables (default: os.environ); `overrides` win over both."""
+        source = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for spec in fields(cls):
+            env_name = PREFIX + spec.name.upper()
+            raw = source.get(env_name)
+            if raw is None:
+                continue
+            try:
+                values[spec.name] = spec.metadata["parse"](raw.strip())
+            except ValueError as exc:
+                raise ConfigError(f"{env_name}={raw!r}: {exc}") from None
+        values.update(overrides)
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Refuse combinations that cannot work."""
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        if sasl and not (self.kafka_sasl_mechanism and self.kafka_sasl_username):
+            raise ConfigError(
+                f"{PREFIX}KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                f"{PREFIX}KAFKA_SASL_MECHANISM and {PREFIX}KAFKA_SASL_USERNAME"
+            )
+        if self.kafka_sasl_mechanism and not sasl:
+            raise ConfigError(
+                f"{PREFIX}KAFKA_SASL_MECHANISM is set but {PREFIX}KAFKA_SECURITY_PROTOCOL is "
+                f"{self.kafka_security_protocol}"
+            )
+        if self.policy_file is not None and not self.policy_file.is_file():
+            raise ConfigError(f"{PREFIX}POLICY_FILE: no such file: {self.policy_file}")
+
+    def topic(self, name: str) -> str:
+        """A contract topic's name in this environment."""
+        return self.topic_prefix + name
+
+
+def markdown_table() -> str:
+    """The README's configuration table."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for spec in fields(Settings):
+        default = spec.default.value if isinstance(spec.default, Secret) else spec.default
+        shown = "" if default in ("", None) else f"`{default}`"
+        rows.append(f"| `{PREFIX}{spec.name.upper()}` | {shown} | {spec.metadata['doc']} |")
+    return "\n".join(rows)
