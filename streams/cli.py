@@ -74,6 +74,18 @@ def build_parser() -> argparse.ArgumentParser:
         "name each mismatch otherwise.",
     )
     add_topics_arguments(topics)
+
+    from streams.worker_cli import add_arguments as add_worker_arguments
+
+    worker = commands.add_parser(
+        "worker",
+        help="run the streaming worker (faust) on the Kafka topics, settings from AFTERSALE_*",
+        description="Consume order-events and aftersale-events, keep per-order state, fire "
+        "deadlines and reminders on the wall clock and write aftersale-actions, "
+        "aftersale-notifications and aftersale-deadletter. Settings come from AFTERSALE_* "
+        "environment variables (see the README's configuration table).",
+    )
+    add_worker_arguments(worker)
     return parser
 
 
@@ -91,6 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from streams.topics_cli import run as run_topics
 
             return run_topics(args)
+        if args.command == "worker":
+            from streams.worker_cli import run as run_worker
+
+            return run_worker(args)
     except AftersaleError as exc:
         print(f"aftersale {args.command}: error: {exc}", file=sys.stderr)
         return 2

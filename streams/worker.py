@@ -1,0 +1,300 @@
+"""`aftersale worker`: the faust app that drives the engine live, on the wall clock.
+
+    order-events ─┐
+    aftersale-events ─┼─> one agent (per partition, in order) ─> engine ─> actions, reminders,
+    <app>-ticks ──┘                                                       dead letters
+                        timer: due index + catch-up watermark ─> tick records ─┘
+
+* State: one OrderState per order in the `orders` table (RocksDB or memory), bytes via
+  `state_codec`, co-partitioned with both inputs (same key, same partition count).
+* Deadlines: each partition has its own engine with a timer wheel, rebuilt from the table when
+  the partition is assigned and dropped when revoked. A guarded timer finds partitions with
+  something due and writes a small tick record to that partition of the internal ticks topic;
+  the agent fires on the tick, inside stream iteration, so the table change, the outputs and
+  the offsets share faust's transaction (exactly_once). Ticks are at-least-once; a duplicate
+  finds nothing due. Ticks go through a plain producer of their own: faust's transactional
+  producer stalls when used outside stream iteration.
+* Catch-up safety (`catchup.py`): a tick fires only deadlines up to the latest instant whose
+  sampled end offsets of both input partitions have been processed. A record whose occurred_at
+  is at or after a due deadline of its own case fires that deadline before it is applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.structs import TopicPartition
+
+from streams.catchup import PartitionWatermark
+from streams.clock import Clock, SystemClock
+from streams.deadletters import dead_letter
+from streams.effects import Action, Effect, Reminder
+from streams.engine import Engine
+from streams.errors import InputError, SchemaViolation
+from streams.events import AFTERSALE_TOPIC, ORDER_TOPIC, decode
+from streams.policy import Policy, load_policy
+from streams.settings import Settings
+from streams.table_store import TableStore, partition_of
+from streams.times import EPOCH
+
+log = logging.getLogger("aftersale.worker")
+
+#: Re-send a tick for a partition when the last one has not been handled after this long.
+TICK_RESEND_S = 1.0
+
+
+@dataclass(slots=True)
+class PartitionRuntime:
+    """What a worker keeps in memory for one partition it owns as active."""
+
+    engine: Engine
+    watermark: PartitionWatermark
+    tick_sent: float | None = None
+
+
+@dataclass(slots=True)
+class Runtime:
+    """Per-partition engines and watermarks of this worker."""
+
+    settings: Settings
+    policy: Policy
+    store: TableStore
+    inputs: tuple[str, str]
+    parts: dict[int, PartitionRuntime] = field(default_factory=dict)
+
+    def part(self, partition: int) -> PartitionRuntime:
+        runtime = self.parts.get(partition)
+        if runtime is None:
+            runtime = PartitionRuntime(
+                Engine(self.policy, store=self.store), PartitionWatermark(self.inputs)
+            )
+            self.parts[partition] = runtime
+        return runtime
+
+    def reassign(self, active: set[int]) -> set[int]:
+        """Drop revoked partitions; index the due times of newly assigned ones from the table."""
+        for gone in set(self.parts) - active:
+            del self.parts[gone]
+        new = active - set(self.parts)
+        for partition in new:
+            self.part(partition)
+        if new:
+            n = self.settings.partitions
+            by_partition: dict[int, list[str]] = {p: [] for p in new}
+            for order_id in self.store:
+                keys = by_partition.get(partition_of(order_id, n))
+                if keys is not None:
+                    keys.append(order_id)
+            for partition, keys in by_partition.items():
+                self.parts[partition].engine.rebuild(keys)
+        return new
+
+
+def ticks_topic(settings: Settings) -> str:
+    """The internal topic of tick records, co-partitioned with the inputs."""
+    return f"{settings.app_id}-ticks"
+
+
+def build_app(settings: Settings, clock: Clock | None = None) -> faust.App:
+    """The faust app for these settings; `clock` defaults to the wall clock."""
+    clock = clock or SystemClock()
+    policy = load_policy(settings.policy_file)
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",")],
+        broker_credentials=_credentials(settings),
+        store="rocksdb://" if settings.store == "rocksdb" else "memory://",
+        datadir=str(settings.data_dir),
+        processing_guarantee=settings.processing_guarantee,
+        topic_partitions=settings.partitions,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=0.5,
+        table_standby_replicas=0,
+        web_port=settings.web_port,
+        web_bind="127.0.0.1",
+    )
+    order_name, aftersale_name = settings.topic(ORDER_TOPIC), settings.topic(AFTERSALE_TOPIC)
+    ticks_name = ticks_topic(settings)
+    raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
+    inputs = app.topic(order_name, aftersale_name, ticks_name, **raw)
+    actions = app.topic(settings.topic("aftersale-actions"), **raw)
+    notifications = app.topic(settings.topic("aftersale-notifications"), **raw)
+    deadletters = app.topic(settings.topic("aftersale-deadletter"), **raw)
+    table = app.Table(
+        "orders",
+        partitions=settings.partitions,
+        schema=faust.Schema(key_type=bytes, value_type=bytes, **raw),
+    )
+    runtime = Runtime(settings, policy, TableStore(table), (order_name, aftersale_name))
+    contract_topic = {order_name: ORDER_TOPIC, aftersale_name: AFTERSALE_TOPIC}
+    tick_producer: dict[str, AIOKafkaProducer] = {}
+
+    async def emit(effects: list[Effect], partition: int) -> None:
+        fired_at = clock.now()
+        for effect in effects:
+            if isinstance(effect, Action):
+                value = orjson.dumps(effect.record(fired_at))
+                await actions.send(key=effect.order_id.encode(), value=value, partition=partition)
+            elif isinstance(effect, Reminder):
+                value = orjson.dumps(effect.record())
+                await notifications.send(
+                    key=effect.order_id.encode(), value=value, partition=partition
+                )
+
+    @app.agent(inputs)
+    async def process(stream: Any) -> None:
+        async for event in stream.events():
+            message = event.message
+            partition, topic = message.partition, message.topic
+            part = runtime.part(partition)
+            if topic == ticks_name:
+                part.tick_sent = None
+                safe = part.watermark.safe_until()
+                if safe is not None:
+                    await emit(part.engine.advance(min(clock.now(), safe)), partition)
+                continue
+            raw_value: bytes = message.value or b""
+            try:
+                decoded = decode(raw_value, topic=contract_topic[topic])
+                if message.key is not None and message.key != decoded.order_id.encode():
+                    raise SchemaViolation(
+                        f"record key {message.key!r} is not the order_id {decoded.order_id!r}"
+                    )
+            except InputError as error:
+                await deadletters.send(
+                    key=message.key,
+                    value=orjson.dumps(
+                        dead_letter(error, raw_value, message.topic, partition, message.offset)
+                    ),
+                    partition=partition,
+                )
+                part.watermark.processed(topic, message.offset)
+                continue
+            now = clock.now()
+            # Order facts never decide a case: they fire nothing (an unread after-sale record
+            # on the other topic could still be in time).
+            upto = min(now, decoded.occurred_at) if topic == aftersale_name else EPOCH
+            result = part.engine.apply(decoded, upto)
+            await emit(result.effects, partition)
+            if result.error is not None:
+                await deadletters.send(
+                    key=decoded.order_id.encode(),
+                    value=orjson.dumps(
+                        dead_letter(result.error, raw_value, topic, partition, message.offset)
+                    ),
+                    partition=partition,
+                )
+            part.watermark.processed(topic, message.offset)
+
+    @app.timer(settings.tick_interval)  # type: ignore[untyped-decorator]
+    async def check_deadlines() -> None:
+        # An exception escaping a timer crashes the worker: log it and try again next tick.
+        try:
+            await _check(app, runtime, clock, ticks_name, tick_producer, settings)
+        except Exception:
+            log.exception("deadline check failed; retrying on the next tick")
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def stop_tick_producer(app: faust.App, **kwargs: Any) -> None:
+        producer = tick_producer.pop("p", None)
+        if producer is not None:
+            await producer.stop()
+
+    app.aftersale_runtime = runtime  # type: ignore[attr-defined]  # for tests and probes
+    _ = (process, check_deadlines, stop_tick_producer)
+    return app
+
+
+async def _check(
+    app: faust.App,
+    runtime: Runtime,
+    clock: Clock,
+    ticks_name: str,
+    tick_producer: dict[str, AIOKafkaProducer],
+    settings: Settings,
+) -> None:
+    if app.rebalancing or not app.tables.actives_ready:
+        return
+    aftersale_name = runtime.inputs[1]
+    active = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == aftersale_name}
+    # faust exposes no end-offsets/committed call that is fresh in exactly_once mode (it
+    # answers from the last fetch), so ask the aiokafka consumer on faust's consumer thread.
+    thread = app.consumer._thread  # type: ignore[attr-defined]
+    consumer = thread._ensure_consumer()
+    new = runtime.reassign(active)
+    tps = [TopicPartition(t, p) for p in sorted(active) for t in runtime.inputs]
+    if not tps:
+        return
+    for partition in new:
+        # Reading resumes at the committed offset: everything before it was processed.
+        for topic in runtime.inputs:
+            tp = TopicPartition(topic, partition)
+            committed = await thread.call_thread(consumer.committed, tp)
+            if committed is None:
+                committed = (await thread.call_thread(consumer.beginning_offsets, [tp]))[tp]
+            runtime.parts[partition].watermark.start_at(topic, committed)
+    sampled_at = clock.now()  # before the request: the answer covers everything before it
+    ends = await thread.call_thread(consumer.end_offsets, tps)
+    now = clock.now()
+    for partition in active:
+        part = runtime.parts[partition]
+        part.watermark.sample(
+            sampled_at, {t: ends[TopicPartition(t, partition)] for t in runtime.inputs}
+        )
+        wake, safe = part.engine.next_wakeup(), part.watermark.safe_until()
+        if wake is None or safe is None or wake > min(now, safe):
+            continue
+        loop_now = asyncio.get_running_loop().time()
+        if part.tick_sent is not None and loop_now - part.tick_sent < TICK_RESEND_S:
+            continue
+        producer = tick_producer.get("p")
+        if producer is None:
+            producer = AIOKafkaProducer(**kafka_client_options(settings))
+            await producer.start()
+            tick_producer["p"] = producer
+        await producer.send_and_wait(ticks_name, b"", partition=partition)
+        part.tick_sent = loop_now
+
+
+def _credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
+    protocol = settings.kafka_security_protocol
+    context = None
+    if protocol.endswith("SSL"):
+        cafile = str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+        context = ssl.create_default_context(cafile=cafile)
+    if protocol.startswith("SASL_"):
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password.value,
+            mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=context,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
+def kafka_client_options(settings: Settings) -> dict[str, Any]:
+    """Connection options for plain aiokafka clients (the tick producer, the admin client)."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_security_protocol.endswith("SSL"):
+        cafile = str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+        options["ssl_context"] = ssl.create_default_context(cafile=cafile)
+    if settings.kafka_sasl_mechanism:
+        options.update(
+            sasl_mechanism=settings.kafka_sasl_mechanism,
+            sasl_plain_username=settings.kafka_sasl_username,
+            sasl_plain_password=settings.kafka_sasl_password.value,
+        )
+    return options

@@ -1,0 +1,71 @@
+"""`aftersale worker`: check the topics, then run the faust worker until stopped."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from streams.errors import ConfigError
+from streams.kafka_admin import check_topics, create_topics
+from streams.settings import Settings
+from streams.topic_defs import TopicSpec, load_topic_specs
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--loglevel",
+        default="info",
+        choices=("debug", "info", "warning", "error"),
+        help="log level",
+    )
+
+
+async def prepare_topics(settings: Settings) -> None:
+    """Refuse to start on missing or mismatched contract topics; create the ticks topic."""
+    from streams.worker import kafka_client_options, ticks_topic
+
+    specs = load_topic_specs(None, settings.partitions, None, settings.topic_prefix)
+    admin = AIOKafkaAdminClient(request_timeout_ms=15_000, **kafka_client_options(settings))
+    await admin.start()
+    try:
+        problems = [r for r in await check_topics(admin, specs) if r.problems]
+        if problems:
+            lines = "; ".join(f"{r.name}: {', '.join(r.problems)}" for r in problems)
+            raise ConfigError(
+                f"topics do not match topics/topics.yaml ({lines}); "
+                "run `aftersale topics create` (with the same partitions)"
+            )
+        replication = specs[0].replication_factor
+        ticks = TopicSpec(
+            ticks_topic(settings),
+            "internal",
+            settings.partitions,
+            replication,
+            {"cleanup.policy": "delete", "retention.ms": "3600000"},
+        )
+        await create_topics(admin, [ticks])
+    finally:
+        await admin.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start the worker; returns when it stops."""
+    settings = Settings.from_env()
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    try:
+        asyncio.run(prepare_topics(settings))
+    except (KafkaError, OSError) as exc:
+        raise ConfigError(f"Kafka at {settings.kafka_bootstrap}: {exc!r}") from None
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    import faust
+
+    from streams.worker import build_app
+
+    app = build_app(settings)
+    worker = faust.Worker(app, loglevel=args.loglevel)
+    worker.execute_from_commandline()
+    return 0
