@@ -29,7 +29,6 @@ from typing import Any
 
 import faust
 import orjson
-from aiokafka import AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
 from streams.catchup import PartitionWatermark
@@ -41,6 +40,7 @@ from streams.errors import InputError, SchemaViolation
 from streams.events import AFTERSALE_TOPIC, ORDER_TOPIC, decode
 from streams.policy import Policy, load_policy
 from streams.settings import Settings
+from streams.side_clients import SideClients
 from streams.table_store import TableStore, partition_of
 from streams.times import EPOCH
 
@@ -128,14 +128,13 @@ def build_app(settings: Settings, clock: Clock | None = None) -> faust.App:
     actions = app.topic(settings.topic("aftersale-actions"), **raw)
     notifications = app.topic(settings.topic("aftersale-notifications"), **raw)
     deadletters = app.topic(settings.topic("aftersale-deadletter"), **raw)
-    table = app.Table(
-        "orders",
-        partitions=settings.partitions,
-        schema=faust.Schema(key_type=bytes, value_type=bytes, **raw),
-    )
+    table = app.Table("orders", partitions=settings.partitions)
+    # Tables take their serializers from key/value types ("json" for bytes): raw is set here,
+    # before first use creates the changelog topic, so values are our own bytes end to end.
+    table.key_serializer = table.value_serializer = "raw"  # type: ignore[attr-defined]
     runtime = Runtime(settings, policy, TableStore(table), (order_name, aftersale_name))
     contract_topic = {order_name: ORDER_TOPIC, aftersale_name: AFTERSALE_TOPIC}
-    tick_producer: dict[str, AIOKafkaProducer] = {}
+    side = SideClients(kafka_client_options(settings), settings.app_id)
 
     async def emit(effects: list[Effect], partition: int) -> None:
         fired_at = clock.now()
@@ -198,18 +197,16 @@ def build_app(settings: Settings, clock: Clock | None = None) -> faust.App:
     async def check_deadlines() -> None:
         # An exception escaping a timer crashes the worker: log it and try again next tick.
         try:
-            await _check(app, runtime, clock, ticks_name, tick_producer, settings)
+            await _check(app, runtime, clock, ticks_name, side)
         except Exception:
             log.exception("deadline check failed; retrying on the next tick")
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
-    async def stop_tick_producer(app: faust.App, **kwargs: Any) -> None:
-        producer = tick_producer.pop("p", None)
-        if producer is not None:
-            await producer.stop()
+    async def stop_side_clients(app: faust.App, **kwargs: Any) -> None:
+        await side.close()
 
     app.aftersale_runtime = runtime  # type: ignore[attr-defined]  # for tests and probes
-    _ = (process, check_deadlines, stop_tick_producer)
+    _ = (process, check_deadlines, stop_side_clients)
     return app
 
 
@@ -218,31 +215,23 @@ async def _check(
     runtime: Runtime,
     clock: Clock,
     ticks_name: str,
-    tick_producer: dict[str, AIOKafkaProducer],
-    settings: Settings,
+    side: SideClients,
 ) -> None:
     if app.rebalancing or not app.tables.actives_ready:
         return
     aftersale_name = runtime.inputs[1]
     active = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == aftersale_name}
-    # faust exposes no end-offsets/committed call that is fresh in exactly_once mode (it
-    # answers from the last fetch), so ask the aiokafka consumer on faust's consumer thread.
-    thread = app.consumer._thread  # type: ignore[attr-defined]
-    consumer = thread._ensure_consumer()
     new = runtime.reassign(active)
     tps = [TopicPartition(t, p) for p in sorted(active) for t in runtime.inputs]
     if not tps:
         return
-    for partition in new:
+    if new:
         # Reading resumes at the committed offset: everything before it was processed.
-        for topic in runtime.inputs:
-            tp = TopicPartition(topic, partition)
-            committed = await thread.call_thread(consumer.committed, tp)
-            if committed is None:
-                committed = (await thread.call_thread(consumer.beginning_offsets, [tp]))[tp]
-            runtime.parts[partition].watermark.start_at(topic, committed)
+        starts = await side.start_offsets(tp for tp in tps if tp.partition in new)
+        for tp, offset in starts.items():
+            runtime.parts[tp.partition].watermark.start_at(tp.topic, offset)
     sampled_at = clock.now()  # before the request: the answer covers everything before it
-    ends = await thread.call_thread(consumer.end_offsets, tps)
+    ends = await side.end_offsets(tps)
     now = clock.now()
     for partition in active:
         part = runtime.parts[partition]
@@ -255,12 +244,7 @@ async def _check(
         loop_now = asyncio.get_running_loop().time()
         if part.tick_sent is not None and loop_now - part.tick_sent < TICK_RESEND_S:
             continue
-        producer = tick_producer.get("p")
-        if producer is None:
-            producer = AIOKafkaProducer(**kafka_client_options(settings))
-            await producer.start()
-            tick_producer["p"] = producer
-        await producer.send_and_wait(ticks_name, b"", partition=partition)
+        await side.tick(ticks_name, partition)
         part.tick_sent = loop_now
 
 

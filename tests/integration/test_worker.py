@@ -1,0 +1,168 @@
+"""`aftersale worker` on the real broker: the same answers as replay, bad input, order of firing."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streams.times import parse_time
+from tests.integration.worker_harness import (
+    FAST_POLICY,
+    Feeder,
+    WorkerProcess,
+    create_contract_topics,
+    read_outputs,
+    replay_of,
+    seconds,
+)
+
+
+@dataclass
+class Env:
+    prefix: str
+    app_id: str
+    policy: Path
+    folder: Path
+
+
+@pytest.fixture
+async def env(unique: str, tmp_path: Path) -> AsyncIterator[Env]:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(FAST_POLICY)
+    await create_contract_topics(f"{unique}-")
+    yield Env(f"{unique}-", f"{unique}-app", policy, tmp_path)
+
+
+@pytest.fixture
+def workers(env: Env) -> Iterator[Callable[..., WorkerProcess]]:
+    started: list[WorkerProcess] = []
+
+    def make(name: str = "w", **extra_env: str) -> WorkerProcess:
+        folder = env.folder / name
+        folder.mkdir(exist_ok=True)
+        worker = WorkerProcess(env.prefix, env.app_id, env.policy, folder, dict(extra_env))
+        started.append(worker)
+        return worker
+
+    yield make
+    for worker in started:
+        worker.stop()
+
+
+def ids(records: list[dict[str, Any]], key: str) -> list[str]:
+    return sorted(r[key] for r in records)
+
+
+def answers(outputs: dict[str, list[Any]]) -> dict[str, Any]:
+    return {
+        "actions": sorted((a["action_id"], a["type"], a["deadline_at"]) for a in outputs["aftersale-actions"]),
+        "reminders": sorted(
+            (n["notification_id"], n["remind_at"]) for n in outputs["aftersale-notifications"]
+        ),
+        "dead letters": sorted(d["error"] for d in outputs["aftersale-deadletter"]),
+    }  # fmt: skip
+
+
+async def scenario(feed: Feeder) -> None:
+    """Every rule, escalation, a duplicate, a late answer and bad input, on a 3 s/4 s policy."""
+    o = lambda n: f"{feed.prefix}o-{n}"  # noqa: E731
+    await feed.send("order.paid", o(1), merchant_id="m-1", buyer_id="b-1", amount=5990)
+    first = await feed.request(o(1), "c-1")  # no answer: auto_approve, then auto_close
+    await feed.request(o(2), "c-2", kind="refund_only")  # no answer: auto_refund
+    await feed.request(o(3), "c-3")  # approved, shipped, never received: auto_refund
+    await feed.request(o(4), "c-4")  # escalated, resumed
+    await feed.raw("aftersale.requested", b"{not json", o(9).encode())
+    await feed.raw("aftersale.x", b'{"type": "aftersale.nope"}', o(9).encode())
+    await feed.send("aftersale.approved", o(5), "c-nowhere")  # unknown_case
+    await feed.raw("aftersale.requested", __import__("orjson").dumps(first), o(1).encode())  # retry
+    await asyncio.sleep(0.5)
+    await feed.send("aftersale.approved", o(3), "c-3")
+    await asyncio.sleep(0.5)
+    await feed.send("aftersale.escalated", o(4), "c-4")
+    await asyncio.sleep(1.0)
+    await feed.send("aftersale.return_shipped", o(3), "c-3", carrier="SF", waybill="SF1")
+    await asyncio.sleep(2.0)
+    await feed.send("aftersale.resolved", o(4), "c-4", decision="resume")
+    await asyncio.sleep(0.5)
+    await feed.send("aftersale.approved", o(1), "c-1")  # late: the deadline decided at 3 s
+
+
+async def test_same_answers_as_replay(env: Env, workers: Callable[..., WorkerProcess]) -> None:
+    worker = workers()
+    worker.start()
+    await worker.wait_ready()
+    async with Feeder(env.prefix) as feed:
+        await scenario(feed)
+    await asyncio.sleep(12)  # every deadline of the scenario is due by now
+    until = datetime.now(UTC)
+    live = await read_outputs(env.prefix)
+    expected = replay_of(feed.sent, env.policy, env.folder, until)
+    assert answers(live) == answers(expected), worker.tail()
+    assert len(answers(live)["actions"]) == 6  # c-1 x2, c-2, c-3, c-4 x2
+    for action in live["aftersale-actions"]:
+        assert parse_time(action["fired_at"]) >= parse_time(action["deadline_at"])
+    assert worker.errors() == []
+
+
+async def test_bad_input_is_dead_lettered_with_its_bytes(
+    env: Env, workers: Callable[..., WorkerProcess]
+) -> None:
+    worker = workers()
+    worker.start()
+    await worker.wait_ready()
+    bad = [
+        ("aftersale.requested", b"\xff\xfe not json"),
+        ("aftersale.requested", b'{"type": "aftersale.requested", "order_id": "x"}'),
+        ("order.paid", b'{"type": "order.refunded", "event_id": "1", "order_id": "x"}'),
+    ]
+    async with Feeder(env.prefix) as feed:
+        for kind, value in bad:
+            await feed.raw(kind, value, b"x")
+        await feed.send("aftersale.received", f"{env.prefix}o-1", "c-1")  # unknown_case
+        await feed.request(f"{env.prefix}o-2", "c-2")
+        await feed.send("aftersale.received", f"{env.prefix}o-2", "c-2")  # invalid_transition
+        await feed.request(f"{env.prefix}o-3", "c-3", kind="refund_only")  # still served after
+    await asyncio.sleep(6)
+    live = await read_outputs(env.prefix)
+    dead = live["aftersale-deadletter"]
+    assert [d["error"] for d in dead] == [
+        "malformed_json",
+        "schema_violation",
+        "unknown_type",
+        "unknown_case",
+        "invalid_transition",
+    ]
+    assert base64.b64decode(dead[0]["original_base64"]) == bad[0][1]
+    assert dead[0]["original"] is None
+    assert dead[1]["original"] == bad[1][1].decode()
+    assert dead[1]["topic"] == f"{env.prefix}aftersale-events"
+    assert isinstance(dead[1]["offset"], int)
+    assert "c-3:merchant_review" in ids(live["aftersale-actions"], "action_id")
+
+
+async def test_a_waybill_after_a_due_deadline_finds_it_fired_before_the_timer_ticks(
+    env: Env, workers: Callable[..., WorkerProcess]
+) -> None:
+    # The timer effectively never ticks: only the record itself can fire the deadline.
+    worker = workers(AFTERSALE_TICK_INTERVAL="3600")
+    worker.start()
+    await worker.wait_ready()
+    now = datetime.now(UTC)
+    order = f"{env.prefix}o-1"
+    async with Feeder(env.prefix) as feed:
+        # merchant_review was due 2 s ago; the buyer_return it starts is due in 2 s
+        await feed.request(order, "c-1", at=now - seconds(5))
+        await feed.send(
+            "aftersale.return_shipped", order, "c-1", at=now, carrier="SF", waybill="SF1"
+        )
+    await asyncio.sleep(4)
+    live = await read_outputs(env.prefix)
+    assert [a["type"] for a in live["aftersale-actions"]] == ["auto_approve"]
+    assert live["aftersale-deadletter"] == []
