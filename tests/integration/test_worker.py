@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from streams.times import parse_time
@@ -33,11 +34,11 @@ class Env:
 
 
 @pytest.fixture
-async def env(unique: str, tmp_path: Path) -> AsyncIterator[Env]:
+async def env(unique: str, tmp_path: Path) -> Env:
     policy = tmp_path / "policy.yaml"
     policy.write_text(FAST_POLICY)
     await create_contract_topics(f"{unique}-")
-    yield Env(f"{unique}-", f"{unique}-app", policy, tmp_path)
+    return Env(f"{unique}-", f"{unique}-app", policy, tmp_path)
 
 
 @pytest.fixture
@@ -62,7 +63,9 @@ def ids(records: list[dict[str, Any]], key: str) -> list[str]:
 
 def answers(outputs: dict[str, list[Any]]) -> dict[str, Any]:
     return {
-        "actions": sorted((a["action_id"], a["type"], a["deadline_at"]) for a in outputs["aftersale-actions"]),
+        "actions": sorted(
+            (a["action_id"], a["type"], a["deadline_at"]) for a in outputs["aftersale-actions"]
+        ),
         "reminders": sorted(
             (n["notification_id"], n["remind_at"]) for n in outputs["aftersale-notifications"]
         ),
@@ -72,7 +75,10 @@ def answers(outputs: dict[str, list[Any]]) -> dict[str, Any]:
 
 async def scenario(feed: Feeder) -> None:
     """Every rule, escalation, a duplicate, a late answer and bad input, on a 3 s/4 s policy."""
-    o = lambda n: f"{feed.prefix}o-{n}"  # noqa: E731
+
+    def o(n: int) -> str:
+        return f"{feed.prefix}o-{n}"
+
     await feed.send("order.paid", o(1), merchant_id="m-1", buyer_id="b-1", amount=5990)
     first = await feed.request(o(1), "c-1")  # no answer: auto_approve, then auto_close
     await feed.request(o(2), "c-2", kind="refund_only")  # no answer: auto_refund
@@ -81,7 +87,7 @@ async def scenario(feed: Feeder) -> None:
     await feed.raw("aftersale.requested", b"{not json", o(9).encode())
     await feed.raw("aftersale.x", b'{"type": "aftersale.nope"}', o(9).encode())
     await feed.send("aftersale.approved", o(5), "c-nowhere")  # unknown_case
-    await feed.raw("aftersale.requested", __import__("orjson").dumps(first), o(1).encode())  # retry
+    await feed.raw("aftersale.requested", orjson.dumps(first), o(1).encode())  # a retry
     await asyncio.sleep(0.5)
     await feed.send("aftersale.approved", o(3), "c-3")
     await asyncio.sleep(0.5)
