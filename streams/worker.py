@@ -68,6 +68,8 @@ class Runtime:
     store: TableStore
     inputs: tuple[str, str]
     parts: dict[int, PartitionRuntime] = field(default_factory=dict)
+    #: Partitions whose due index was rebuilt and whose start offsets are known.
+    ready: set[int] = field(default_factory=set)
 
     def part(self, partition: int) -> PartitionRuntime:
         runtime = self.parts.get(partition)
@@ -79,10 +81,15 @@ class Runtime:
         return runtime
 
     def reassign(self, active: set[int]) -> set[int]:
-        """Drop revoked partitions; index the due times of newly assigned ones from the table."""
+        """Drop revoked partitions; index the due times of newly assigned ones from the table.
+
+        The agent may already have created a partition's runtime (records can arrive before
+        the first timer run); it still counts as new until it has been indexed here.
+        """
         for gone in set(self.parts) - active:
             del self.parts[gone]
-        new = active - set(self.parts)
+        self.ready &= active
+        new = active - self.ready
         for partition in new:
             self.part(partition)
         if new:
@@ -94,6 +101,7 @@ class Runtime:
                     keys.append(order_id)
             for partition, keys in by_partition.items():
                 self.parts[partition].engine.rebuild(keys)
+            self.ready |= new
         return new
 
 

@@ -5,15 +5,21 @@ These tests never skip: a stack that is not running is a failure, with a hint ho
 
 from __future__ import annotations
 
-import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+from tests.integration.endpoints import BOOTSTRAP
+from tests.integration.worker_harness import (
+    FAST_POLICY,
+    Env,
+    WorkerProcess,
+    create_contract_topics,
+)
+
 HINT = "is the local stack up? run `make stack-up` (deploy/local/stack up)"
 
 
@@ -44,3 +50,28 @@ async def topic(admin: AIOKafkaAdminClient, unique: str) -> AsyncIterator[str]:
         yield unique
     finally:
         await admin.delete_topics([unique])
+
+
+@pytest.fixture
+async def env(unique: str, tmp_path: Path) -> Env:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(FAST_POLICY)
+    await create_contract_topics(f"{unique}-")
+    return Env(f"{unique}-", f"{unique}-app", policy, tmp_path)
+
+
+@pytest.fixture
+def workers(env: Env) -> Iterator[Callable[..., WorkerProcess]]:
+    """Makes worker processes (not started); stops every one of them after the test."""
+    started: list[WorkerProcess] = []
+
+    def make(name: str = "w", **extra_env: str) -> WorkerProcess:
+        folder = env.folder / name
+        folder.mkdir(exist_ok=True)
+        worker = WorkerProcess(env.prefix, env.app_id, env.policy, folder, dict(extra_env))
+        started.append(worker)
+        return worker
+
+    yield make
+    for worker in started:
+        worker.stop()

@@ -6,7 +6,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from tests.integration.conftest import BOOTSTRAP, REDIS_URL
+from tests.integration.endpoints import BOOTSTRAP, REDIS_URL
 
 
 async def test_broker_lists_the_new_topic(admin: AIOKafkaAdminClient, topic: str) -> None:

@@ -8,7 +8,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from streams.cli import main
 from streams.kafka_admin import check_topics, create_topics
 from streams.topic_defs import load_topic_specs
-from tests.integration.conftest import BOOTSTRAP
+from tests.integration.endpoints import BOOTSTRAP
 
 
 async def test_create_is_idempotent_and_check_passes(

@@ -4,57 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 
 from streams.times import parse_time
 from tests.integration.worker_harness import (
-    FAST_POLICY,
+    Env,
     Feeder,
     WorkerProcess,
-    create_contract_topics,
     read_outputs,
     replay_of,
     seconds,
 )
-
-
-@dataclass
-class Env:
-    prefix: str
-    app_id: str
-    policy: Path
-    folder: Path
-
-
-@pytest.fixture
-async def env(unique: str, tmp_path: Path) -> Env:
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(FAST_POLICY)
-    await create_contract_topics(f"{unique}-")
-    return Env(f"{unique}-", f"{unique}-app", policy, tmp_path)
-
-
-@pytest.fixture
-def workers(env: Env) -> Iterator[Callable[..., WorkerProcess]]:
-    started: list[WorkerProcess] = []
-
-    def make(name: str = "w", **extra_env: str) -> WorkerProcess:
-        folder = env.folder / name
-        folder.mkdir(exist_ok=True)
-        worker = WorkerProcess(env.prefix, env.app_id, env.policy, folder, dict(extra_env))
-        started.append(worker)
-        return worker
-
-    yield make
-    for worker in started:
-        worker.stop()
 
 
 def ids(records: list[dict[str, Any]], key: str) -> list[str]:

@@ -24,7 +24,7 @@ from streams.replay import replay
 from streams.summary import Summary
 from streams.times import format_time
 from streams.topic_defs import load_topic_specs
-from tests.integration.conftest import BOOTSTRAP
+from tests.integration.endpoints import BOOTSTRAP
 
 PARTITIONS = 3
 OUTPUTS = ("aftersale-actions", "aftersale-notifications", "aftersale-deadletter")
@@ -32,6 +32,16 @@ FAST_POLICY = (
     "deadlines: {merchant_review: 3, buyer_return: 4, merchant_receipt: 4}\n"
     "reminders: {merchant_review: [1.5], buyer_return: [1], merchant_receipt: [1]}\n"
 )
+
+
+@dataclass
+class Env:
+    """Unique contract topics (by prefix), an app id and the fast policy for one test."""
+
+    prefix: str
+    app_id: str
+    policy: Path
+    folder: Path
 
 
 def free_port() -> int:
