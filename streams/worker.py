@@ -31,6 +31,7 @@ import faust
 import orjson
 from aiokafka.structs import TopicPartition
 
+from streams import faust_fixes
 from streams.catchup import PartitionWatermark
 from streams.clock import Clock, SystemClock
 from streams.deadletters import dead_letter
@@ -100,7 +101,8 @@ class Runtime:
                 if keys is not None:
                     keys.append(order_id)
             for partition, keys in by_partition.items():
-                self.parts[partition].engine.rebuild(keys)
+                due = self.parts[partition].engine.rebuild(keys)
+                log.info("partition %d: %d orders, %d with a deadline", partition, len(keys), due)
             self.ready |= new
         return new
 
@@ -112,6 +114,7 @@ def ticks_topic(settings: Settings) -> str:
 
 def build_app(settings: Settings, clock: Clock | None = None) -> faust.App:
     """The faust app for these settings; `clock` defaults to the wall clock."""
+    faust_fixes.apply()
     clock = clock or SystemClock()
     policy = load_policy(settings.policy_file)
     app = faust.App(
@@ -137,9 +140,11 @@ def build_app(settings: Settings, clock: Clock | None = None) -> faust.App:
     notifications = app.topic(settings.topic("aftersale-notifications"), **raw)
     deadletters = app.topic(settings.topic("aftersale-deadletter"), **raw)
     table = app.Table("orders", partitions=settings.partitions)
-    # Tables take their serializers from key/value types ("json" for bytes): raw is set here,
-    # before first use creates the changelog topic, so values are our own bytes end to end.
+    # Tables take their serializers from key/value types ("json" for bytes) and build their
+    # changelog topic with them at once: switch both to raw, so values are our bytes end to end
+    # and changelog recovery reads back what was written.
     table.key_serializer = table.value_serializer = "raw"  # type: ignore[attr-defined]
+    table.changelog_topic = table._new_changelog_topic()  # type: ignore[attr-defined]
     runtime = Runtime(settings, policy, TableStore(table), (order_name, aftersale_name))
     contract_topic = {order_name: ORDER_TOPIC, aftersale_name: AFTERSALE_TOPIC}
     side = SideClients(kafka_client_options(settings), settings.app_id)
