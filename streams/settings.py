@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -155,6 +156,23 @@ class Settings:
             )
         if self.policy_file is not None and not self.policy_file.is_file():
             raise ConfigError(f"{PREFIX}POLICY_FILE: no such file: {self.policy_file}")
+
+    def client_options(self) -> dict[str, Any]:
+        """Connection options for plain aiokafka clients (producers, admin, probes)."""
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.kafka_bootstrap,
+            "security_protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_security_protocol.endswith("SSL"):
+            cafile = str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None
+            options["ssl_context"] = ssl.create_default_context(cafile=cafile)
+        if self.kafka_sasl_mechanism:
+            options.update(
+                sasl_mechanism=self.kafka_sasl_mechanism,
+                sasl_plain_username=self.kafka_sasl_username,
+                sasl_plain_password=self.kafka_sasl_password.value,
+            )
+        return options
 
     def topic(self, name: str) -> str:
         """A contract topic's name in this environment."""

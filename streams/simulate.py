@@ -225,7 +225,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     parser.add_argument(
-        "--start", default=DEFAULT_START, help=f"first order's time (default {DEFAULT_START})"
+        "--start", help=f"first order's time (default {DEFAULT_START}; with --live: now)"
     )
     parser.add_argument(
         "--span", default="P1D", help="business time over which orders are paid (default P1D)"
@@ -238,6 +238,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", type=Path, help="policy whose deadlines the story aims at")
     parser.add_argument("--policy-out", type=Path, help="write the policy in use (YAML) here")
     parser.add_argument("--out", type=Path, help="output file (default: standard output)")
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="produce into Kafka instead, each record when the wall clock reaches its "
+        "occurred_at (the story starts now unless --start is given); settings from AFTERSALE_* "
+        "(AFTERSALE_KAFKA_BOOTSTRAP, AFTERSALE_TOPIC_PREFIX)",
+    )
     parser.add_argument(
         "--bad-rate", type=float, default=Mix().bad_rate, help="share of bad records"
     )
@@ -277,7 +284,12 @@ def run(args: argparse.Namespace) -> int:
         if not 0.0 <= getattr(args, name) <= 1.0:
             raise ConfigError(f"--{name.replace('_', '-')} must be between 0 and 1")
     try:
-        start = parse_time(args.start)
+        if args.start is not None:
+            start = parse_time(args.start)
+        elif args.live:
+            start = datetime.now(UTC)
+        else:
+            start = parse_time(DEFAULT_START)
         span = parse_duration(args.span)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
@@ -288,11 +300,29 @@ def run(args: argparse.Namespace) -> int:
     lines = generate(
         args.orders, args.seed, start, span / args.time_scale, policy, args.time_scale, mix
     )
+    if args.live:
+        return _produce(lines)
     out: BinaryIO
     if args.out is None:
         return _write(lines, sys.stdout.buffer)
     with args.out.open("wb") as out:
         return _write(lines, out)
+
+
+def _produce(lines: Iterator[bytes]) -> int:
+    import asyncio
+
+    from aiokafka.errors import KafkaError
+
+    from streams.live_producer import produce_live
+    from streams.settings import Settings
+
+    settings = Settings.from_env()
+    try:
+        asyncio.run(produce_live(lines, settings.client_options(), settings.topic_prefix))
+    except (KafkaError, OSError) as exc:
+        raise ConfigError(f"Kafka at {settings.kafka_bootstrap}: {exc!r}") from None
+    return 0
 
 
 def _write(lines: Iterator[bytes], out: BinaryIO) -> int:

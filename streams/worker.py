@@ -147,7 +147,7 @@ def build_app(settings: Settings, clock: Clock | None = None) -> faust.App:
     table.changelog_topic = table._new_changelog_topic()  # type: ignore[attr-defined]
     runtime = Runtime(settings, policy, TableStore(table), (order_name, aftersale_name))
     contract_topic = {order_name: ORDER_TOPIC, aftersale_name: AFTERSALE_TOPIC}
-    side = SideClients(kafka_client_options(settings), settings.app_id)
+    side = SideClients(settings.client_options(), settings.app_id)
 
     async def emit(effects: list[Effect], partition: int) -> None:
         fired_at = clock.now()
@@ -277,21 +277,3 @@ def _credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
     if context is not None:
         return faust.SSLCredentials(context)
     return None
-
-
-def kafka_client_options(settings: Settings) -> dict[str, Any]:
-    """Connection options for plain aiokafka clients (the tick producer, the admin client)."""
-    options: dict[str, Any] = {
-        "bootstrap_servers": settings.kafka_bootstrap,
-        "security_protocol": settings.kafka_security_protocol,
-    }
-    if settings.kafka_security_protocol.endswith("SSL"):
-        cafile = str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
-        options["ssl_context"] = ssl.create_default_context(cafile=cafile)
-    if settings.kafka_sasl_mechanism:
-        options.update(
-            sasl_mechanism=settings.kafka_sasl_mechanism,
-            sasl_plain_username=settings.kafka_sasl_username,
-            sasl_plain_password=settings.kafka_sasl_password.value,
-        )
-    return options

@@ -26,10 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 async def prepare_topics(settings: Settings) -> None:
     """Refuse to start on missing or mismatched contract topics; create the ticks topic."""
-    from streams.worker import kafka_client_options, ticks_topic
+    from streams.worker import ticks_topic
 
     specs = load_topic_specs(None, settings.partitions, None, settings.topic_prefix)
-    admin = AIOKafkaAdminClient(request_timeout_ms=15_000, **kafka_client_options(settings))
+    admin = AIOKafkaAdminClient(request_timeout_ms=15_000, **settings.client_options())
     await admin.start()
     try:
         problems = [r for r in await check_topics(admin, specs) if r.problems]
