@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 SAMPLE := deploy/local/sample/events.jsonl
 
-.PHONY: help install lint format types unit integration test check demo stack-up stack-down bench-replay
+.PHONY: help install lint format types unit integration e2e test run demo stack-up stack-down bench-replay bench-stream
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -40,15 +40,24 @@ stack-up:  ## start the local Kafka (KRaft) + Redis stack (installs it on first 
 stack-down:  ## stop the local stack
 	deploy/local/stack down
 
-integration: $(STAMP) stack-up  ## integration and end-to-end tests against the real stack
-	$(BIN)/pytest tests/integration tests/e2e -q
+integration: $(STAMP) stack-up  ## integration tests against the real stack
+	$(BIN)/pytest tests/integration -q
+
+e2e: $(STAMP) stack-up  ## the end-to-end test (CI also runs it on the other Kafka line: KAFKA_VERSION=4)
+	$(BIN)/pytest tests/e2e -q
 
 test: lint types $(STAMP) stack-up  ## everything CI checks: lint, types, all tests on the real stack
 	$(BIN)/pytest -q
 
-demo: $(STAMP)  ## replay the shipped sample: auto-actions, reminders and dead letters
+run: $(STAMP)  ## the whole thing live: stack, topics, worker, simulated producer; shows auto-actions
+	deploy/local/demo
+
+demo: $(STAMP)  ## replay the shipped sample (no Kafka): auto-actions, reminders and dead letters
 	$(BIN)/aftersale replay $(SAMPLE) --until 2026-12-31T00:00:00Z --out out/demo
 	@echo; echo "first auto-actions (out/demo/actions.jsonl):"; head -n 3 out/demo/actions.jsonl
 
 bench-replay: $(STAMP)  ## replay throughput vs parse-only over 1,000,000 simulated events
 	$(BIN)/python bench/replay.py
+
+bench-stream: $(STAMP) stack-up  ## worker throughput, firing lateness, restart time, memory per case
+	$(BIN)/python bench/stream.py

@@ -5,7 +5,6 @@ These tests never skip: a stack that is not running is a failure, with a hint ho
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -21,12 +20,6 @@ from tests.integration.worker_harness import (
 )
 
 HINT = "is the local stack up? run `make stack-up` (deploy/local/stack up)"
-
-
-@pytest.fixture
-def unique() -> str:
-    """A name no other test (or earlier run) uses: for topics and consumer groups."""
-    return f"t-{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture

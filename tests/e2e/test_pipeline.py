@@ -1,0 +1,87 @@
+"""The whole pipeline as a user runs it: topics, worker and live producer from the CLI.
+
+Run on the other pinned Kafka line in CI (`KAFKA_VERSION=4 make e2e`) as well as in the
+main suite: the simulated stream produced live gives exactly replay's answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from streams.policy import load_policy
+from streams.replay import replay
+from streams.times import format_time, parse_time
+from tests.integration.endpoints import BOOTSTRAP
+from tests.integration.worker_harness import PARTITIONS, WorkerProcess, read_outputs
+
+SCALE = "28800"  # 1 s of wall time = 8 h of business time: merchant_review 6 s
+ORDERS = "40"
+
+
+def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+
+
+async def test_live_stream_gives_replays_answers(tmp_path: Path, unique: str) -> None:
+    prefix = f"{unique}-"
+    env = dict(os.environ, AFTERSALE_KAFKA_BOOTSTRAP=BOOTSTRAP, AFTERSALE_TOPIC_PREFIX=prefix)
+    cli("topics", "create", "--prefix", prefix, "--partitions", str(PARTITIONS), env=env)
+    policy = tmp_path / "policy.yaml"
+    start = format_time(datetime.now(UTC) + timedelta(seconds=15))  # after the worker is up
+    story = ["--orders", ORDERS, "--seed", "11", "--time-scale", SCALE, "--span", "P2D"]
+    story += ["--start", start]
+    cli("simulate", *story, "--policy-out", str(policy), "--out", str(tmp_path / "in.jsonl"),
+        env=env)  # fmt: skip
+
+    worker = WorkerProcess(prefix, f"{unique}-app", policy, tmp_path)
+    worker.start()
+    try:
+        await worker.wait_ready()
+        producer = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "streams.cli", "simulate", *story, "--policy", str(policy),
+            "--live", env=env, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, err = await producer.communicate()
+        assert producer.returncode == 0, err.decode()
+        last = max(
+            parse_time(line.split(b'"occurred_at":"')[1].split(b'"')[0].decode())
+            for line in (tmp_path / "in.jsonl").read_bytes().splitlines()
+            if b'"occurred_at":"' in line and b"yesterday" not in line
+        )
+        horizon = last + timedelta(seconds=40)  # beyond every deadline the story can start
+        await asyncio.sleep(max(0.0, (horizon - datetime.now(UTC)).total_seconds()))
+        live = await read_outputs(prefix)
+    finally:
+        worker.stop()
+    summary = replay(tmp_path / "in.jsonl", tmp_path / "replay", load_policy(policy), horizon)
+
+    def expected(name: str, key: str) -> list[str]:
+        import orjson
+
+        lines = (tmp_path / "replay" / name).read_bytes().splitlines()
+        return sorted(orjson.loads(line)[key] for line in lines)
+
+    assert sorted(a["action_id"] for a in live["aftersale-actions"]) == expected(
+        "actions.jsonl", "action_id"
+    ), worker.tail()
+    assert sorted(n["notification_id"] for n in live["aftersale-notifications"]) == expected(
+        "notifications.jsonl", "notification_id"
+    )
+    assert sorted(d["error"] for d in live["aftersale-deadletter"]) == expected(
+        "deadletter.jsonl", "error"
+    )
+    assert sum(summary.actions.values()) > 5
+    for action in live["aftersale-actions"]:
+        assert parse_time(action["fired_at"]) >= parse_time(action["deadline_at"])
