@@ -73,7 +73,10 @@ class Engine:
             else:
                 state.event_ids.add(event.event_id)
                 result = Result("applied", effects)
-        self.store[order_id] = state
+        if result.outcome == "applied" or effects:
+            # a refused or duplicate record changes nothing: no write (a table write is a
+            # changelog record in the worker)
+            self.store[order_id] = state
         due = state.next_due(policy)
         if due != scheduled:
             self.wheel.schedule(order_id, due)
