@@ -161,6 +161,12 @@ def build_app(settings: Settings, clock: Clock | None = None) -> faust.App:
                     key=effect.order_id.encode(), value=value, partition=partition
                 )
 
+    async def refuse(error: InputError, key: bytes | None, message: Any) -> None:
+        record = dead_letter(
+            error, message.value or b"", message.topic, message.partition, message.offset
+        )
+        await deadletters.send(key=key, value=orjson.dumps(record), partition=message.partition)
+
     @app.agent(inputs)
     async def process(stream: Any) -> None:
         async for event in stream.events():
@@ -181,13 +187,7 @@ def build_app(settings: Settings, clock: Clock | None = None) -> faust.App:
                         f"record key {message.key!r} is not the order_id {decoded.order_id!r}"
                     )
             except InputError as error:
-                await deadletters.send(
-                    key=message.key,
-                    value=orjson.dumps(
-                        dead_letter(error, raw_value, message.topic, partition, message.offset)
-                    ),
-                    partition=partition,
-                )
+                await refuse(error, message.key, message)
                 part.watermark.processed(topic, message.offset)
                 continue
             now = clock.now()
@@ -197,13 +197,7 @@ def build_app(settings: Settings, clock: Clock | None = None) -> faust.App:
             result = part.engine.apply(decoded, upto)
             await emit(result.effects, partition)
             if result.error is not None:
-                await deadletters.send(
-                    key=decoded.order_id.encode(),
-                    value=orjson.dumps(
-                        dead_letter(result.error, raw_value, topic, partition, message.offset)
-                    ),
-                    partition=partition,
-                )
+                await refuse(result.error, decoded.order_id.encode(), message)
             part.watermark.processed(topic, message.offset)
 
     @app.timer(settings.tick_interval)  # type: ignore[untyped-decorator]
@@ -218,8 +212,6 @@ def build_app(settings: Settings, clock: Clock | None = None) -> faust.App:
     async def stop_side_clients(app: faust.App, **kwargs: Any) -> None:
         await side.close()
 
-    app.aftersale_runtime = runtime  # type: ignore[attr-defined]  # for tests and probes
-    _ = (process, check_deadlines, stop_side_clients)
     return app
 
 
