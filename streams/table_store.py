@@ -1,14 +1,19 @@
-"""The engine's store over a faust table: OrderState values as bytes (`state_codec`)."""
+"""The local, committed state of one partition of the faust `orders` table.
+
+faust keeps the table's data in a store (RocksDB, one database per partition, or memory) and
+restores it from the changelog. The worker writes to it only after a commit (`outbox.py`),
+directly and in one batch together with the changelog offset the data is current up to, so
+recovery resumes right after it. (faust's own exactly_once path never records that offset:
+it files it under the changelog partition and looks it up under the source partition.)
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
+import rocksdict
 from aiokafka.partitioner import murmur2
-
-from streams.orders import OrderState
-from streams.state_codec import decode_state, encode
 
 
 def partition_of(key: str, partitions: int) -> int:
@@ -17,35 +22,59 @@ def partition_of(key: str, partitions: int) -> int:
     return (hashed & 0x7FFFFFFF) % partitions
 
 
-class TableStore(MutableMapping[str, OrderState]):
-    """order_id -> OrderState over a faust table keyed and valued by raw bytes.
+class RocksPartition:
+    """One partition's RocksDB database of a faust rocksdb store."""
 
-    Writes must happen inside stream iteration (faust's rule); the worker only writes from
-    its agent, which also handles the tick records that fire deadlines.
-    """
+    def __init__(self, store: Any, partition: int) -> None:
+        self.store, self.partition = store, partition
+        self.db = store._db_for_partition(partition)
+        self.offset_key: bytes = store.offset_key
 
-    def __init__(self, table: Any) -> None:
-        self.table = table
+    def get(self, key: bytes) -> bytes | None:
+        value: bytes | None = self.db.get(key)
+        return value
 
-    def __getitem__(self, order_id: str) -> OrderState:
-        data = self.table.get(order_id.encode("utf-8"))
-        if data is None:
-            raise KeyError(order_id)
-        return decode_state(data)
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        offset_key = self.offset_key
+        for key, value in self.db.items():
+            if key != offset_key:
+                yield key, value
 
-    def get(self, order_id: str, default: Any = None) -> Any:  # faster than KeyError
-        data = self.table.get(order_id.encode("utf-8"))
-        return default if data is None else decode_state(data)
+    def write(self, items: Mapping[bytes, bytes], changelog_offset: int | None) -> None:
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        for key, value in items.items():
+            batch.put(key, value)
+        if changelog_offset is not None:
+            batch.put(self.offset_key, str(changelog_offset).encode())
+        self.db.write(batch)
 
-    def __setitem__(self, order_id: str, state: OrderState) -> None:
-        self.table[order_id.encode("utf-8")] = encode(state)
 
-    def __delitem__(self, order_id: str) -> None:
-        del self.table[order_id.encode("utf-8")]
+class MemoryPartition:
+    """One partition's share of a faust memory store (one dict for all partitions)."""
 
-    def __iter__(self) -> Iterator[str]:
-        for key in self.table:
-            yield key.decode("utf-8") if isinstance(key, bytes) else str(key)
+    def __init__(self, store: Any, partition: int, partitions: int) -> None:
+        self.data: dict[bytes, bytes] = store.data
+        self.partition, self.partitions = partition, partitions
 
-    def __len__(self) -> int:
-        return len(self.table)
+    def get(self, key: bytes) -> bytes | None:
+        return self.data.get(key)
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        partition, partitions = self.partition, self.partitions
+        for key, value in list(self.data.items()):
+            if partition_of(key.decode("utf-8"), partitions) == partition:
+                yield key, value
+
+    def write(self, items: Mapping[bytes, bytes], changelog_offset: int | None) -> None:
+        # the memory store replays the whole changelog on every start: no offset to keep
+        self.data.update(items)
+
+
+def local_partition(
+    table: Any, partition: int, partitions: int
+) -> RocksPartition | MemoryPartition:
+    """The committed local state of `partition` of a faust table."""
+    store = table.data
+    if hasattr(store, "_db_for_partition"):
+        return RocksPartition(store, partition)
+    return MemoryPartition(store, partition, partitions)

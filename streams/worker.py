@@ -7,13 +7,16 @@
 
 * State: one OrderState per order in the `orders` table (RocksDB or memory), bytes via
   `state_codec`, co-partitioned with both inputs (same key, same partition count).
+* Exactly once (`outbox.py`, `eos_commit.py`): processing a record does no I/O. State changes
+  and output records wait in the partition's outbox; at each commit they go into the
+  partition's transaction together with the input offsets, and reach the local store only
+  once that transaction has committed.
 * Deadlines: each partition has its own engine with a timer wheel, rebuilt from the table when
   the partition is assigned and dropped when revoked. A guarded timer finds partitions with
   something due and writes a small tick record to that partition of the internal ticks topic;
-  the agent fires on the tick, inside stream iteration, so the table change, the outputs and
-  the offsets share faust's transaction (exactly_once). Ticks are at-least-once; a duplicate
-  finds nothing due. Ticks go through a plain producer of their own: faust's transactional
-  producer stalls when used outside stream iteration.
+  the agent fires on the tick, inside stream iteration, in input order. Ticks are
+  at-least-once; a duplicate finds nothing due. Ticks go through a plain producer of their
+  own: faust's transactional producer stalls when used outside stream iteration.
 * Catch-up safety (`catchup.py`): a tick fires only deadlines up to the latest instant whose
   sampled end offsets of both input partitions have been processed. A record whose occurred_at
   is at or after a due deadline of its own case fires that deadline before it is applied.
@@ -24,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,18 +35,20 @@ import faust
 import orjson
 from aiokafka.structs import TopicPartition
 
-from streams import faust_fixes
+from streams import eos_commit, faust_fixes
 from streams.catchup import PartitionWatermark
 from streams.clock import Clock, SystemClock
 from streams.deadletters import dead_letter
 from streams.effects import Action, Effect, Reminder
 from streams.engine import Engine
+from streams.eos_commit import CommitHook
 from streams.errors import InputError, SchemaViolation
 from streams.events import AFTERSALE_TOPIC, ORDER_TOPIC, decode
+from streams.outbox import Outbox
 from streams.policy import Policy, load_policy
 from streams.settings import Settings
 from streams.side_clients import SideClients
-from streams.table_store import TableStore, partition_of
+from streams.table_store import local_partition
 from streams.times import EPOCH
 
 log = logging.getLogger("aftersale.worker")
@@ -56,17 +62,18 @@ class PartitionRuntime:
     """What a worker keeps in memory for one partition it owns as active."""
 
     engine: Engine
+    outbox: Outbox
     watermark: PartitionWatermark
     tick_sent: float | None = None
 
 
 @dataclass(slots=True)
 class Runtime:
-    """Per-partition engines and watermarks of this worker."""
+    """Per-partition engines, outboxes and watermarks of this worker."""
 
     settings: Settings
     policy: Policy
-    store: TableStore
+    table: Any
     inputs: tuple[str, str]
     parts: dict[int, PartitionRuntime] = field(default_factory=dict)
     #: Partitions whose due index was rebuilt and whose start offsets are known.
@@ -75,11 +82,17 @@ class Runtime:
     def part(self, partition: int) -> PartitionRuntime:
         runtime = self.parts.get(partition)
         if runtime is None:
+            local = local_partition(self.table, partition, self.settings.partitions)
+            outbox = Outbox(partition, local)
             runtime = PartitionRuntime(
-                Engine(self.policy, store=self.store), PartitionWatermark(self.inputs)
+                Engine(self.policy, store=outbox), outbox, PartitionWatermark(self.inputs)
             )
             self.parts[partition] = runtime
         return runtime
+
+    def outbox(self, partition: int) -> Outbox | None:
+        runtime = self.parts.get(partition)
+        return None if runtime is None else runtime.outbox
 
     def reassign(self, active: set[int]) -> set[int]:
         """Drop revoked partitions; index the due times of newly assigned ones from the table.
@@ -91,20 +104,33 @@ class Runtime:
             del self.parts[gone]
         self.ready &= active
         new = active - self.ready
-        for partition in new:
-            self.part(partition)
-        if new:
-            n = self.settings.partitions
-            by_partition: dict[int, list[str]] = {p: [] for p in new}
-            for order_id in self.store:
-                keys = by_partition.get(partition_of(order_id, n))
-                if keys is not None:
-                    keys.append(order_id)
-            for partition, keys in by_partition.items():
-                due = self.parts[partition].engine.rebuild(keys)
-                log.info("partition %d: %d orders, %d with a deadline", partition, len(keys), due)
-            self.ready |= new
+        for partition in sorted(new):
+            part = self.part(partition)
+            started = time.perf_counter()
+            orders, due = rebuild_due_index(part.engine, part.outbox, self.policy)
+            log.info(
+                "partition %d: %d orders, %d with a deadline, indexed in %.1f s",
+                partition,
+                orders,
+                due,
+                time.perf_counter() - started,
+            )
+        self.ready |= new
         return new
+
+
+def rebuild_due_index(engine: Engine, outbox: Outbox, policy: Policy) -> tuple[int, int]:
+    """Schedule every order of the partition at its next due time; (orders, scheduled)."""
+    orders = 0
+    schedule = engine.wheel.schedule
+    for order_id in outbox:
+        state = outbox.get(order_id)
+        if state is not None:
+            orders += 1
+            due = state.next_due(policy)
+            if due is not None:
+                schedule(order_id, due)
+    return orders, len(engine.wheel)
 
 
 def ticks_topic(settings: Settings) -> str:
@@ -136,48 +162,49 @@ def build_app(settings: Settings, clock: Clock | None = None) -> faust.App:
     ticks_name = ticks_topic(settings)
     raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
     inputs = app.topic(order_name, aftersale_name, ticks_name, **raw)
-    actions = app.topic(settings.topic("aftersale-actions"), **raw)
-    notifications = app.topic(settings.topic("aftersale-notifications"), **raw)
-    deadletters = app.topic(settings.topic("aftersale-deadletter"), **raw)
+    actions_name = settings.topic("aftersale-actions")
+    notifications_name = settings.topic("aftersale-notifications")
+    deadletters_name = settings.topic("aftersale-deadletter")
     table = app.Table("orders", partitions=settings.partitions)
     # Tables take their serializers from key/value types ("json" for bytes) and build their
     # changelog topic with them at once: switch both to raw, so values are our bytes end to end
     # and changelog recovery reads back what was written.
     table.key_serializer = table.value_serializer = "raw"  # type: ignore[attr-defined]
     table.changelog_topic = table._new_changelog_topic()  # type: ignore[attr-defined]
-    runtime = Runtime(settings, policy, TableStore(table), (order_name, aftersale_name))
+    runtime = Runtime(settings, policy, table, (order_name, aftersale_name))
+    eos_commit.register(app, CommitHook(table.changelog_topic.get_topic_name(), runtime.outbox))
     contract_topic = {order_name: ORDER_TOPIC, aftersale_name: AFTERSALE_TOPIC}
     side = SideClients(settings.client_options(), settings.app_id)
 
-    async def emit(effects: list[Effect], partition: int) -> None:
+    def emit(effects: list[Effect], outbox: Outbox) -> None:
         fired_at = clock.now()
         for effect in effects:
             if isinstance(effect, Action):
                 value = orjson.dumps(effect.record(fired_at))
-                await actions.send(key=effect.order_id.encode(), value=value, partition=partition)
+                outbox.emit(actions_name, effect.order_id.encode(), value)
             elif isinstance(effect, Reminder):
                 value = orjson.dumps(effect.record())
-                await notifications.send(
-                    key=effect.order_id.encode(), value=value, partition=partition
-                )
+                outbox.emit(notifications_name, effect.order_id.encode(), value)
 
-    async def refuse(error: InputError, key: bytes | None, message: Any) -> None:
+    def refuse(error: InputError, key: bytes | None, message: Any, outbox: Outbox) -> None:
         record = dead_letter(
             error, message.value or b"", message.topic, message.partition, message.offset
         )
-        await deadletters.send(key=key, value=orjson.dumps(record), partition=message.partition)
+        outbox.emit(deadletters_name, key, orjson.dumps(record))
 
     @app.agent(inputs)
     async def process(stream: Any) -> None:
+        # No await in the body: a commit (eos_commit) can only happen between two records.
         async for event in stream.events():
             message = event.message
             partition, topic = message.partition, message.topic
             part = runtime.part(partition)
+            outbox = part.outbox
             if topic == ticks_name:
                 part.tick_sent = None
                 safe = part.watermark.safe_until()
                 if safe is not None:
-                    await emit(part.engine.advance(min(clock.now(), safe)), partition)
+                    emit(part.engine.advance(min(clock.now(), safe)), outbox)
                 continue
             raw_value: bytes = message.value or b""
             try:
@@ -187,7 +214,7 @@ def build_app(settings: Settings, clock: Clock | None = None) -> faust.App:
                         f"record key {message.key!r} is not the order_id {decoded.order_id!r}"
                     )
             except InputError as error:
-                await refuse(error, message.key, message)
+                refuse(error, message.key, message, outbox)
                 part.watermark.processed(topic, message.offset)
                 continue
             now = clock.now()
@@ -195,9 +222,9 @@ def build_app(settings: Settings, clock: Clock | None = None) -> faust.App:
             # on the other topic could still be in time).
             upto = min(now, decoded.occurred_at) if topic == aftersale_name else EPOCH
             result = part.engine.apply(decoded, upto)
-            await emit(result.effects, partition)
+            emit(result.effects, outbox)
             if result.error is not None:
-                await refuse(result.error, decoded.order_id.encode(), message)
+                refuse(result.error, decoded.order_id.encode(), message, outbox)
             part.watermark.processed(topic, message.offset)
 
     @app.timer(settings.tick_interval)  # type: ignore[untyped-decorator]

@@ -1,0 +1,165 @@
+"""Exactly-once commits: each partition's outbox rides in the transaction of its offsets.
+
+faust 0.15.3 sends table changelog records through a background buffer and commits the
+offsets without waiting for it, so a changelog record can land in a later transaction than
+the outputs and offsets of the record that caused it; a crash between the two loses the
+state change while keeping the action, and the action fires again after the restart.
+
+Here the worker writes nothing while it processes; at every commit, right after faust has
+chosen the offsets to commit (nothing runs in between), this module takes the outbox of each
+of those partitions, sends its changelog records and outputs with the partition's
+transactional producer, and lets faust commit the offsets in that same transaction. Only
+when that transaction has committed is the batch written to the local store. Two methods of
+faust are wrapped for that (`install`); an app opts in with `register(app, hook)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from faust.exceptions import ProducerSendError
+from faust.transport import consumer as faust_consumer
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from streams.outbox import Batch, Outbox
+
+_HOOKS: weakref.WeakKeyDictionary[Any, CommitHook] = weakref.WeakKeyDictionary()
+
+
+class CommitHook:
+    """Takes, sends and settles the outboxes of one app's partitions."""
+
+    def __init__(self, changelog_topic: str, outbox_for: Callable[[int], Outbox | None]) -> None:
+        self.changelog_topic = changelog_topic
+        self.outbox_for = outbox_for
+        #: Batches sent in the open transaction of each transactional id (None: no transactions).
+        self._sent: dict[str | None, list[tuple[Outbox, Batch]]] = {}
+
+    def take(self, partitions: Iterable[int]) -> list[tuple[Outbox, Batch]]:
+        """The pending batch of each partition (synchronous: call right after choosing offsets)."""
+        taken = []
+        for partition in sorted(set(partitions)):
+            outbox = self.outbox_for(partition)
+            if outbox is not None and outbox.pending:
+                taken.append((outbox, outbox.take()))
+        return taken
+
+    async def send(
+        self, producer: Any, tids: Mapping[int, str | None], taken: list[tuple[Outbox, Batch]]
+    ) -> None:
+        """Send the batches with each partition's producer; remember them until committed."""
+        # A transaction that was not committed (its partitions were revoked) is aborted: what
+        # was sent in it must never reach the local store.
+        for tid in set(tids.values()):
+            self._sent[tid] = []
+        changelog: list[tuple[Batch, Any]] = []
+        outputs: list[Any] = []
+        for outbox, batch in taken:
+            tid, p = tids[batch.partition], batch.partition
+            for key, value in batch.states.items():
+                fut = await producer.send(
+                    self.changelog_topic, key, value, p, None, None, transactional_id=tid
+                )
+                changelog.append((batch, fut))
+            for out in batch.outputs:
+                outputs.append(
+                    await producer.send(
+                        out.topic, out.key, out.value, p, None, None, transactional_id=tid
+                    )
+                )
+            self._sent[tid].append((outbox, batch))
+        metas = await asyncio.gather(*(fut for _, fut in changelog))
+        await asyncio.gather(*outputs)
+        for (batch, _), meta in zip(changelog, metas, strict=True):
+            if batch.changelog_offset is None or meta.offset > batch.changelog_offset:
+                batch.changelog_offset = meta.offset
+
+    def committed(self, tid: str | None) -> None:
+        """The transaction `tid` committed: settle what was sent in it."""
+        for outbox, batch in self._sent.pop(tid, []):
+            outbox.settle(batch)
+
+
+def register(app: Any, hook: CommitHook) -> None:
+    """Route `app`'s commits through `hook` (and install the wrappers once)."""
+    install()
+    _HOOKS[app] = hook
+
+
+def _tids(consumer: Any, offsets: Mapping[Any, int]) -> dict[int, str | None]:
+    """The transactional id faust commits each partition's offsets with (None: no transactions)."""
+    app = consumer.app
+    tids: dict[int, str | None] = {}
+    for tp in offsets:
+        tid = None
+        if consumer.in_transaction:
+            tid = f"{app.conf.id}-{app.assignor.group_for_topic(tp.topic)}-{tp.partition}"
+        if tids.setdefault(tp.partition, tid) != tid:
+            raise RuntimeError(
+                f"partition {tp.partition} is committed under two transactional ids; "
+                "the inputs must be consumed by one agent"
+            )
+    return tids
+
+
+async def _commit_tps(self: Any, tps: Iterable[Any], start_new_transaction: bool) -> bool:
+    # faust's Consumer._commit_tps, with the outbox taken and sent before the offsets commit.
+    commit_offsets = self._filter_committable_offsets(tps)
+    if not commit_offsets:
+        return False
+    hook = _HOOKS.get(self.app)
+    tids = _tids(self, commit_offsets) if hook is not None else {}
+    taken = hook.take(tids) if hook is not None else []  # no await since choosing the offsets
+    try:
+        if hook is not None:
+            producer = self.transactions.producer if self.in_transaction else self.app.producer
+            await hook.send(producer, tids, taken)
+        await self._handle_attached(commit_offsets)
+    except ProducerSendError as exc:
+        await self.crash(exc)
+        return False
+    did_commit: bool = await self._commit_offsets(
+        commit_offsets, start_new_transaction=start_new_transaction
+    )
+    if hook is not None and not self.in_transaction and did_commit:
+        hook.committed(None)
+    return did_commit
+
+
+async def _commit_transactions(
+    self: Any,
+    tid_to_offset_map: Mapping[str, Mapping[Any, int]],
+    group_id: str,
+    start_new_transaction: bool = True,
+) -> None:
+    # faust's aiokafka Producer.commit_transactions, telling the hook what has committed.
+    hook = _HOOKS.get(self.app)
+    for transactional_id, offsets in tid_to_offset_map.items():
+        async with self._trn_locks[transactional_id]:
+            producer = self._transaction_producers.get(transactional_id)
+            if not producer:
+                faust_aiokafka.logger.warning(
+                    "Commit invoked for unknown transaction %s", transactional_id
+                )
+                continue
+            await producer.send_offsets_to_transaction(offsets, group_id)
+            await producer.commit_transaction()
+            if hook is not None:
+                hook.committed(transactional_id)
+            if start_new_transaction:
+                await producer.begin_transaction()
+
+
+_installed = False
+
+
+def install() -> None:
+    """Wrap the two faust methods (idempotent)."""
+    global _installed
+    if not _installed:
+        faust_consumer.Consumer._commit_tps = _commit_tps  # type: ignore[method-assign]
+        faust_aiokafka.Producer.commit_transactions = _commit_transactions  # type: ignore[method-assign]
+        _installed = True

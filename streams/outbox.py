@@ -1,0 +1,134 @@
+"""What a worker has decided on one partition but not yet committed (pure: no I/O).
+
+The worker never writes state or output records while it processes a record. It keeps them
+here, and at each offset commit the whole batch (changelog records and outputs) goes into the
+partition's Kafka transaction together with the input offsets it follows from:
+
+    agent:  store[order_id] = state; outbox.emit(topic, key, value)      (no await)
+    commit: batch = outbox.take()      -> sent in the partition's transaction
+            commit_transaction()       -> outbox.settle(batch): write to the local store
+
+So the local store only ever holds committed state, stamped with the changelog offset it is
+up to date with: after a crash nothing uncommitted survives anywhere, and recovery replays
+the changelog from that offset. Reads see the newest decision: written, then being
+committed, then the local store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from streams.orders import OrderState
+from streams.state_codec import decode_state, encode
+
+
+class LocalStore(Protocol):
+    """The committed state of one partition, on this worker's disk or in its memory."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]: ...
+
+    def write(self, items: Mapping[bytes, bytes], changelog_offset: int | None) -> None:
+        """Write `items` and the changelog offset they are current up to, atomically."""
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One record for an output topic."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+
+
+@dataclass(slots=True)
+class Batch:
+    """Everything decided on one partition between two commits."""
+
+    partition: int
+    states: dict[bytes, bytes]
+    outputs: list[Output]
+    #: Offset of the last changelog record of this batch, set once it was sent.
+    changelog_offset: int | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.states or self.outputs)
+
+
+@dataclass(slots=True)
+class Outbox(MutableMapping[str, OrderState]):
+    """order_id -> OrderState for one partition, with writes and outputs held until commit."""
+
+    partition: int
+    local: LocalStore
+    #: States written since the last `take`, and those taken but not yet settled.
+    _written: dict[str, OrderState] = field(default_factory=dict)
+    _committing: dict[str, OrderState] = field(default_factory=dict)
+    _outputs: list[Output] = field(default_factory=list)
+    _in_flight: int = 0
+
+    # MutableMapping over states -------------------------------------------------------
+    def __getitem__(self, order_id: str) -> OrderState:
+        state = self.get(order_id)
+        if state is None:
+            raise KeyError(order_id)
+        return state
+
+    def get(self, order_id: str, default: OrderState | None = None) -> OrderState | None:  # type: ignore[override]
+        state = self._written.get(order_id)
+        if state is None:
+            state = self._committing.get(order_id)
+        if state is None:
+            data = self.local.get(order_id.encode("utf-8"))
+            if data is None:
+                return default
+            state = decode_state(data)
+        return state
+
+    def __setitem__(self, order_id: str, state: OrderState) -> None:
+        self._written[order_id] = state
+
+    def __delitem__(self, order_id: str) -> None:
+        raise NotImplementedError("order state is never deleted")
+
+    def __iter__(self) -> Iterator[str]:
+        seen = set(self._written) | set(self._committing)
+        yield from seen
+        for key, _ in self.local.items():
+            order_id = key.decode("utf-8")
+            if order_id not in seen:
+                yield order_id
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    # outputs and commits ----------------------------------------------------------------
+    def emit(self, topic: str, key: bytes | None, value: bytes) -> None:
+        """Queue an output record for this partition's next commit."""
+        self._outputs.append(Output(topic, key, value))
+
+    @property
+    def pending(self) -> bool:
+        """Whether anything waits to be taken."""
+        return bool(self._written or self._outputs)
+
+    def take(self, encoder: Callable[[OrderState], bytes] = encode) -> Batch:
+        """Everything written and emitted since the last take, encoded now."""
+        states = {key.encode("utf-8"): encoder(state) for key, state in self._written.items()}
+        batch = Batch(self.partition, states, self._outputs)
+        self._committing.update(self._written)
+        self._written, self._outputs = {}, []
+        self._in_flight += 1
+        return batch
+
+    def settle(self, batch: Batch) -> None:
+        """The batch's transaction committed: make it the local store's state."""
+        if batch.states:
+            self.local.write(batch.states, batch.changelog_offset)
+        self._in_flight -= 1
+        if self._in_flight == 0:
+            # Nothing else is being committed: every state taken is now in the local store.
+            self._committing.clear()

@@ -1,0 +1,99 @@
+"""The commit hook: batches are sent under their partition's transaction, settled on commit."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Mapping
+from typing import Any, NamedTuple
+
+from streams.eos_commit import CommitHook
+from streams.orders import OrderState
+from streams.outbox import Outbox
+from streams.state_codec import encode
+
+STATE = encode(OrderState("o-1"))
+
+
+class _Local:
+    def __init__(self) -> None:
+        self.data: dict[bytes, bytes] = {}
+        self.offsets: list[int | None] = []
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.data.get(key)
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        return iter(list(self.data.items()))
+
+    def write(self, items: Mapping[bytes, bytes], changelog_offset: int | None) -> None:
+        self.data.update(items)
+        self.offsets.append(changelog_offset)
+
+
+class _Meta(NamedTuple):
+    offset: int
+
+
+class _Producer:
+    """Records sends; each returns a future of the record's offset in its topic."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes | None, bytes, int, str | None]] = []
+        self.offsets: dict[str, int] = {}
+
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        partition: int,
+        timestamp: Any,
+        headers: Any,
+        *,
+        transactional_id: str | None,
+    ) -> Any:
+        self.sent.append((topic, key, value, partition, transactional_id))
+        offset = self.offsets.get(topic, 100)
+        self.offsets[topic] = offset + 1
+        fut: asyncio.Future[_Meta] = asyncio.get_running_loop().create_future()
+        fut.set_result(_Meta(offset))
+        return fut
+
+
+def _outboxes() -> tuple[dict[int, Outbox], dict[int, _Local]]:
+    locals_ = {p: _Local() for p in range(3)}
+    return {p: Outbox(p, local) for p, local in locals_.items()}, locals_
+
+
+async def test_a_batch_settles_only_when_its_transaction_commits() -> None:
+    outboxes, locals_ = _outboxes()
+    hook = CommitHook("app-orders-changelog", outboxes.get)
+    producer = _Producer()
+    outboxes[1]["o-1"] = OrderState("o-1")
+    outboxes[1].emit("actions", b"o-1", b"a1")
+    outboxes[2].emit("deadletter", None, b"d2")
+    taken = hook.take([1, 2, 0])
+    assert [batch.partition for _, batch in taken] == [1, 2]  # partition 0 had nothing
+    await hook.send(producer, {0: "t0", 1: "t1", 2: "t2"}, taken)
+    assert producer.sent == [
+        ("app-orders-changelog", b"o-1", STATE, 1, "t1"),
+        ("actions", b"o-1", b"a1", 1, "t1"),
+        ("deadletter", None, b"d2", 2, "t2"),
+    ]
+    hook.committed("t2")
+    assert locals_[1].data == {}  # t1 has not committed
+    hook.committed("t1")
+    assert locals_[1].data == {b"o-1": STATE}
+    assert locals_[1].offsets == [100]  # the changelog offset of its last record
+
+
+async def test_what_an_uncommitted_transaction_carried_never_settles() -> None:
+    outboxes, locals_ = _outboxes()
+    hook = CommitHook("cl", outboxes.get)
+    producer = _Producer()
+    outboxes[0]["o-1"] = OrderState("o-1")
+    await hook.send(producer, {0: "t0"}, hook.take([0]))
+    # t0 was aborted (its partition was revoked); the next commit of t0 carries nothing new
+    await hook.send(producer, {0: "t0"}, hook.take([0]))
+    hook.committed("t0")
+    assert locals_[0].data == {}

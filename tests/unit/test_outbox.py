@@ -1,0 +1,85 @@
+"""The outbox: state and outputs held until their commit, reads always see the newest state."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import timedelta
+
+import pytest
+
+from streams.engine import Engine
+from streams.outbox import Outbox, Output
+from streams.policy import Policy
+from streams.state_codec import decode_state
+from tests.unit.factories import T0, event
+
+
+class _Local:
+    """A LocalStore in a dict, recording every write."""
+
+    def __init__(self) -> None:
+        self.data: dict[bytes, bytes] = {}
+        self.writes: list[tuple[dict[bytes, bytes], int | None]] = []
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.data.get(key)
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        return iter(list(self.data.items()))
+
+    def write(self, items: Mapping[bytes, bytes], changelog_offset: int | None) -> None:
+        self.data.update(items)
+        self.writes.append((dict(items), changelog_offset))
+
+
+def test_nothing_reaches_the_local_store_before_its_batch_settles() -> None:
+    local = _Local()
+    outbox = Outbox(5, local)
+    engine = Engine(Policy(), store=outbox)
+    engine.apply(event("aftersale.requested"), T0)
+    outbox.emit("aftersale-actions", b"o-7", b"{}")
+    assert local.data == {}
+    assert outbox.pending
+    assert outbox["o-7"].open is not None  # the engine reads its own write
+
+    batch = outbox.take()
+    assert batch.partition == 5
+    assert list(batch.states) == [b"o-7"]
+    assert decode_state(batch.states[b"o-7"]).open is not None
+    assert batch.outputs == [Output("aftersale-actions", b"o-7", b"{}")]
+    assert not outbox.pending
+    assert local.data == {}
+    assert outbox.get("o-7") is not None  # being committed: still visible
+
+    batch.changelog_offset = 9
+    outbox.settle(batch)
+    assert local.writes == [({b"o-7": batch.states[b"o-7"]}, 9)]
+    assert outbox.get("o-7") is not None  # now from the local store
+    assert list(outbox) == ["o-7"]
+    assert len(outbox) == 1
+
+
+def test_a_later_write_wins_over_a_batch_in_flight() -> None:
+    local = _Local()
+    outbox = Outbox(0, local)
+    engine = Engine(Policy(), store=outbox)
+    engine.apply(event("aftersale.requested"), T0)
+    first = outbox.take()
+    engine.apply(event("aftersale.approved", timedelta(hours=1)), T0 + timedelta(hours=1))
+    second = outbox.take()
+    outbox.settle(first)
+    # the first batch is in the local store, the second is still being committed
+    state = outbox["o-7"]
+    assert state.open is not None
+    assert state.open.phase == decode_state(second.states[b"o-7"]).open.phase  # type: ignore[union-attr]
+    assert state.open.phase != decode_state(first.states[b"o-7"]).open.phase  # type: ignore[union-attr]
+    outbox.settle(second)
+    assert local.data[b"o-7"] == second.states[b"o-7"]
+
+
+def test_an_empty_take_is_falsy_and_a_missing_order_is_a_key_error() -> None:
+    outbox = Outbox(0, _Local())
+    assert not outbox.take()
+    assert outbox.get("nope") is None
+    with pytest.raises(KeyError, match="nope"):
+        outbox["nope"]
