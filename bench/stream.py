@@ -209,11 +209,15 @@ async def main_async(args: argparse.Namespace) -> None:
     worker = Worker(prefix, folder, policy)
     now = datetime.now(UTC)
     try:
-        # (a) throughput: N requests whose deadlines are far away (they stay open)
+        # (a) throughput: N requests whose deadlines are far away (they stay open), stamped a
+        # second apart per 100 records as live traffic is, so deadlines spread over time
         n = args.throughput_events
-        far = now + timedelta(hours=1)
+
+        def far(i: int) -> datetime:
+            return now + timedelta(hours=1, seconds=(i // 100) % 36_000)
+
         print(f"(a) producing {n:,} requests...", file=sys.stderr)
-        await produce(prefix, [request(prefix, i, far) for i in range(n)])
+        await produce(prefix, [request(prefix, i, far(i)) for i in range(n)])
         worker.start()
         base_rss = 0.0
         # the worker's first commit marks its start of consumption
@@ -235,7 +239,7 @@ async def main_async(args: argparse.Namespace) -> None:
         more = max(0, args.cases - n)
         if more:
             print(f"(b) loading {more:,} more open cases...", file=sys.stderr)
-            await produce(prefix, [request(prefix, n + i, far) for i in range(more)])
+            await produce(prefix, [request(prefix, n + i, far(n + i)) for i in range(more)])
             await wait_drained(admin, worker.app_id, topic, 7200)
         rss = worker.rss_mb()
         print(
@@ -252,7 +256,7 @@ async def main_async(args: argparse.Namespace) -> None:
             for i, d in enumerate(due)
         ]
         rate = worker_rate / 2
-        filler = [request(prefix, 10 * args.cases + i, far) for i in range(int(rate * window))]
+        filler = [request(prefix, 10 * args.cases + i, far(i)) for i in range(int(rate * window))]
         mixed = [r for pair in zip(filler, firing, strict=False) for r in pair]
         mixed += filler[len(firing) :] + firing[len(filler) :]
         print(

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
 from faust.exceptions import ProducerSendError
@@ -25,6 +25,12 @@ from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from streams.outbox import Batch, Outbox
+
+#: Sends records to one partition of a topic under a transactional id (None: no transaction)
+#: and returns the offset of the last one.
+RecordSender = Callable[
+    [str | None, str, int, list[tuple[bytes | None, bytes]]], Coroutine[Any, Any, int]
+]
 
 _HOOKS: weakref.WeakKeyDictionary[Any, CommitHook] = weakref.WeakKeyDictionary()
 
@@ -48,34 +54,33 @@ class CommitHook:
         return taken
 
     async def send(
-        self, producer: Any, tids: Mapping[int, str | None], taken: list[tuple[Outbox, Batch]]
+        self,
+        sender: RecordSender,
+        tids: Mapping[int, str | None],
+        taken: list[tuple[Outbox, Batch]],
     ) -> None:
-        """Send the batches with each partition's producer; remember them until committed."""
+        """Send the batches under each partition's transaction; remember them until committed."""
         # A transaction that was not committed (its partitions were revoked) is aborted: what
         # was sent in it must never reach the local store.
         for tid in set(tids.values()):
             self._sent[tid] = []
-        changelog: list[tuple[Batch, Any]] = []
-        outputs: list[Any] = []
+        pending: list[tuple[Batch | None, Coroutine[Any, Any, int]]] = []
         for outbox, batch in taken:
             tid, p = tids[batch.partition], batch.partition
-            for key, value in batch.states.items():
-                fut = await producer.send(
-                    self.changelog_topic, key, value, p, None, None, transactional_id=tid
+            if batch.states:
+                pending.append(
+                    (batch, sender(tid, self.changelog_topic, p, list(batch.states.items())))
                 )
-                changelog.append((batch, fut))
+            by_topic: dict[str, list[tuple[bytes | None, bytes]]] = {}
             for out in batch.outputs:
-                outputs.append(
-                    await producer.send(
-                        out.topic, out.key, out.value, p, None, None, transactional_id=tid
-                    )
-                )
+                by_topic.setdefault(out.topic, []).append((out.key, out.value))
+            for topic, records in by_topic.items():
+                pending.append((None, sender(tid, topic, p, records)))
             self._sent[tid].append((outbox, batch))
-        metas = await asyncio.gather(*(fut for _, fut in changelog))
-        await asyncio.gather(*outputs)
-        for (batch, _), meta in zip(changelog, metas, strict=True):
-            if batch.changelog_offset is None or meta.offset > batch.changelog_offset:
-                batch.changelog_offset = meta.offset
+        last_offsets = await asyncio.gather(*(send for _, send in pending))
+        for (of_batch, _), last in zip(pending, last_offsets, strict=True):
+            if of_batch is not None:
+                of_batch.changelog_offset = last
 
     def committed(self, tid: str | None) -> None:
         """The transaction `tid` committed: settle what was sent in it."""
@@ -105,6 +110,35 @@ def _tids(consumer: Any, offsets: Mapping[Any, int]) -> dict[int, str | None]:
     return tids
 
 
+def _batch_sender(producer: Any) -> RecordSender:
+    """Send with aiokafka record batches: one per topic-partition, not one call per record."""
+
+    async def send(
+        tid: str | None, topic: str, partition: int, records: list[tuple[bytes | None, bytes]]
+    ) -> int:
+        if tid is None:
+            client = producer._ensure_producer()
+        else:
+            client = producer._transaction_producers.get(tid)
+            if client is None:
+                raise ProducerSendError(f"no transactional producer for {tid}")
+        last = -1
+        sent = []
+        builder = client.create_batch()
+        for key, value in records:
+            if builder.append(key=key, value=value, timestamp=None) is None:
+                sent.append((await client.send_batch(builder, topic, partition=partition), builder))
+                builder = client.create_batch()
+                builder.append(key=key, value=value, timestamp=None)
+        sent.append((await client.send_batch(builder, topic, partition=partition), builder))
+        for fut, full in sent:
+            meta = await fut
+            last = max(last, meta.offset + full.record_count() - 1)
+        return last
+
+    return send
+
+
 async def _commit_tps(self: Any, tps: Iterable[Any], start_new_transaction: bool) -> bool:
     # faust's Consumer._commit_tps, with the outbox taken and sent before the offsets commit.
     commit_offsets = self._filter_committable_offsets(tps)
@@ -116,7 +150,7 @@ async def _commit_tps(self: Any, tps: Iterable[Any], start_new_transaction: bool
     try:
         if hook is not None:
             producer = self.transactions.producer if self.in_transaction else self.app.producer
-            await hook.send(producer, tids, taken)
+            await hook.send(_batch_sender(producer), tids, taken)
         await self._handle_attached(commit_offsets)
     except ProducerSendError as exc:
         await self.crash(exc)

@@ -34,8 +34,9 @@ from typing import Any
 import faust
 import orjson
 from aiokafka.structs import TopicPartition
+from faust.sensors.monitor import Monitor
 
-from streams import eos_commit, faust_fixes
+from streams import eos_commit, faust_fast_drain, faust_fixes
 from streams.catchup import PartitionWatermark
 from streams.clock import Clock, SystemClock
 from streams.deadletters import dead_letter
@@ -141,6 +142,7 @@ def ticks_topic(settings: Settings) -> str:
 def build_app(settings: Settings, clock: Clock | None = None) -> faust.App:
     """The faust app for these settings; `clock` defaults to the wall clock."""
     faust_fixes.apply()
+    faust_fast_drain.install()
     clock = clock or SystemClock()
     policy = load_policy(settings.policy_file)
     app = faust.App(
@@ -154,9 +156,12 @@ def build_app(settings: Settings, clock: Clock | None = None) -> faust.App:
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=0.5,
+        # a commit sends each partition's outbox as one record batch per topic (eos_commit)
+        producer_max_batch_size=512 * 1024,
         table_standby_replicas=0,
         web_port=settings.web_port,
         web_bind="127.0.0.1",
+        monitor=LeanMonitor(),
     )
     order_name, aftersale_name = settings.topic(ORDER_TOPIC), settings.topic(AFTERSALE_TOPIC)
     ticks_name = ticks_topic(settings)
@@ -278,6 +283,25 @@ async def _check(
             continue
         await side.tick(ticks_name, partition)
         part.tick_sent = loop_now
+
+
+class LeanMonitor(Monitor):
+    """faust's Monitor without its per-record bookkeeping (about 5% of the worker's CPU, for
+    faust's own web stats, which nothing here reads); rebalances and commits are still kept."""
+
+    def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
+        return None
+
+    def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> None:
+        return None
+
+    def on_stream_event_out(
+        self, tp: Any, offset: int, stream: Any, event: Any, state: Any = None
+    ) -> None:
+        return None
+
+    def on_message_out(self, tp: Any, offset: int, message: Any) -> None:
+        return None
 
 
 def _credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:

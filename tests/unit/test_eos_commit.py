@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator, Mapping
-from typing import Any, NamedTuple
 
 from streams.eos_commit import CommitHook
 from streams.orders import OrderState
@@ -30,34 +28,20 @@ class _Local:
         self.offsets.append(changelog_offset)
 
 
-class _Meta(NamedTuple):
-    offset: int
-
-
-class _Producer:
-    """Records sends; each returns a future of the record's offset in its topic."""
+class _Sender:
+    """Records what is sent; offsets count per topic from 100."""
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes | None, bytes, int, str | None]] = []
         self.offsets: dict[str, int] = {}
 
-    async def send(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes,
-        partition: int,
-        timestamp: Any,
-        headers: Any,
-        *,
-        transactional_id: str | None,
-    ) -> Any:
-        self.sent.append((topic, key, value, partition, transactional_id))
-        offset = self.offsets.get(topic, 100)
-        self.offsets[topic] = offset + 1
-        fut: asyncio.Future[_Meta] = asyncio.get_running_loop().create_future()
-        fut.set_result(_Meta(offset))
-        return fut
+    async def __call__(
+        self, tid: str | None, topic: str, partition: int, records: list[tuple[bytes | None, bytes]]
+    ) -> int:
+        for key, value in records:
+            self.sent.append((topic, key, value, partition, tid))
+        self.offsets[topic] = self.offsets.get(topic, 99) + len(records)
+        return self.offsets[topic]
 
 
 def _outboxes() -> tuple[dict[int, Outbox], dict[int, _Local]]:
@@ -68,14 +52,14 @@ def _outboxes() -> tuple[dict[int, Outbox], dict[int, _Local]]:
 async def test_a_batch_settles_only_when_its_transaction_commits() -> None:
     outboxes, locals_ = _outboxes()
     hook = CommitHook("app-orders-changelog", outboxes.get)
-    producer = _Producer()
+    sender = _Sender()
     outboxes[1]["o-1"] = OrderState("o-1")
     outboxes[1].emit("actions", b"o-1", b"a1")
     outboxes[2].emit("deadletter", None, b"d2")
     taken = hook.take([1, 2, 0])
     assert [batch.partition for _, batch in taken] == [1, 2]  # partition 0 had nothing
-    await hook.send(producer, {0: "t0", 1: "t1", 2: "t2"}, taken)
-    assert producer.sent == [
+    await hook.send(sender, {0: "t0", 1: "t1", 2: "t2"}, taken)
+    assert sender.sent == [
         ("app-orders-changelog", b"o-1", STATE, 1, "t1"),
         ("actions", b"o-1", b"a1", 1, "t1"),
         ("deadletter", None, b"d2", 2, "t2"),
@@ -90,10 +74,10 @@ async def test_a_batch_settles_only_when_its_transaction_commits() -> None:
 async def test_what_an_uncommitted_transaction_carried_never_settles() -> None:
     outboxes, locals_ = _outboxes()
     hook = CommitHook("cl", outboxes.get)
-    producer = _Producer()
+    sender = _Sender()
     outboxes[0]["o-1"] = OrderState("o-1")
-    await hook.send(producer, {0: "t0"}, hook.take([0]))
+    await hook.send(sender, {0: "t0"}, hook.take([0]))
     # t0 was aborted (its partition was revoked); the next commit of t0 carries nothing new
-    await hook.send(producer, {0: "t0"}, hook.take([0]))
+    await hook.send(sender, {0: "t0"}, hook.take([0]))
     hook.committed("t0")
     assert locals_[0].data == {}

@@ -1,0 +1,125 @@
+"""A cheaper hand-off from faust's fetcher to the streams (faust-streaming 0.15.3).
+
+faust's `Consumer._drain_messages` hands every fetched record to the stream's queue with
+`wait_first(callback(message), suspend_flow.wait())`: four tasks and an `asyncio.wait` per
+record, so a rebalance can interrupt a hand-off blocked on a full queue. In a profile of the
+worker that was a sixth of its CPU. Almost every hand-off finishes at once (the queue has
+room), so here the callback runs eagerly: when its first step completes it costs one
+coroutine step; only when it would block is it finished as a task under the same
+`wait_first`, exactly as before. Everything else is faust's loop as it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any
+
+from faust.transport import consumer as faust_consumer
+
+_DONE = object()
+
+
+def _first_step(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run `coro` up to its first suspension; `_DONE` if it finished, else what it awaits."""
+    try:
+        return coro.send(None)
+    except StopIteration:
+        return _DONE
+
+
+async def _finish(coro: Coroutine[Any, Any, Any], waiting_on: Any) -> Any:
+    """Drive a coroutine that `_first_step` left suspended on `waiting_on` to its end."""
+    try:
+        while True:
+            if isinstance(waiting_on, asyncio.Future):
+                await asyncio.wait([waiting_on])  # the coroutine reads its result itself
+            else:
+                await asyncio.sleep(0)  # a bare yield
+            try:
+                waiting_on = coro.send(None)
+            except StopIteration as stop:
+                return stop.value
+    except asyncio.CancelledError:
+        if isinstance(waiting_on, asyncio.Future):
+            waiting_on.cancel()
+        try:
+            coro.throw(asyncio.CancelledError())
+        except (asyncio.CancelledError, StopIteration):
+            pass
+        else:
+            coro.close()
+        raise
+
+
+async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover - faust's loop
+    callback = self.callback
+    getmany = self.getmany
+    consumer_should_stop = self._stopped.is_set
+    fetcher_should_stop = fetcher._stopped.is_set
+    suspended = self.suspend_flow.is_set
+
+    get_read_offset = self._read_offset.__getitem__
+    set_read_offset = self._read_offset.__setitem__
+    flag_consumer_fetching = faust_consumer.CONSUMER_FETCHING
+    set_flag = self.diag.set_flag
+    unset_flag = self.diag.unset_flag
+    commit_every = self._commit_every
+    acks_enabled_for = self.app.topics.acks_enabled_for
+
+    yield_every = 100
+    num_since_yield = 0
+    sleep = asyncio.sleep
+
+    try:
+        while not (consumer_should_stop() or fetcher_should_stop()):
+            set_flag(flag_consumer_fetching)
+            ait = getmany(timeout=1.0)
+            await self.sleep(0)
+            if not self.should_stop:
+                async for tp, message in ait:
+                    num_since_yield += 1
+                    if num_since_yield > yield_every:
+                        await sleep(0)
+                        num_since_yield = 0
+
+                    offset = message.offset
+                    r_offset = get_read_offset(tp)
+                    if r_offset is None or offset >= r_offset:
+                        gap = offset - (r_offset or 0)
+                        if gap > 1 and r_offset and acks_enabled_for(message.topic):
+                            await self._add_gap(tp, r_offset + 1, offset)
+                        if commit_every is not None and self._n_acked >= commit_every:
+                            self._n_acked = 0
+                            await self.commit()
+                        if suspended():
+                            await self.wait_first(callback(message), self.suspend_flow.wait())
+                        else:
+                            coro = callback(message)
+                            waiting_on = _first_step(coro)
+                            if waiting_on is not _DONE:
+                                await self.wait_first(
+                                    _finish(coro, waiting_on), self.suspend_flow.wait()
+                                )
+                        set_read_offset(tp, offset)
+                unset_flag(flag_consumer_fetching)
+    except self.consumer_stopped_errors:
+        if self.transport.app.should_stop:
+            self.log.info("Broker stopped consumer, shutting down...")
+            return
+        raise
+    except asyncio.CancelledError:
+        if self.transport.app.should_stop:
+            self.log.info("Consumer shutting down for user cancel.")
+            return
+        raise
+    except Exception as exc:
+        self.log.exception("Drain messages raised: %r", exc)
+        raise
+    finally:
+        unset_flag(flag_consumer_fetching)
+
+
+def install() -> None:
+    """Replace faust's drain loop with this one (idempotent)."""
+    faust_consumer.Consumer._drain_messages = _drain_messages  # type: ignore[method-assign]
