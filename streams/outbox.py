@@ -105,6 +105,15 @@ class Outbox(MutableMapping[str, OrderState]):
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
+    def states(self) -> Iterator[tuple[str, OrderState]]:
+        """Every order of the partition with its newest state, in one pass over the store."""
+        newest = {**self._committing, **self._written}
+        yield from newest.items()
+        for key, data in self.local.items():
+            order_id = key.decode("utf-8")
+            if order_id not in newest:
+                yield order_id, decode_state(data)
+
     # outputs and commits ----------------------------------------------------------------
     def emit(self, topic: str, key: bytes | None, value: bytes) -> None:
         """Queue an output record for this partition's next commit."""

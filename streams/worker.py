@@ -124,13 +124,11 @@ def rebuild_due_index(engine: Engine, outbox: Outbox, policy: Policy) -> tuple[i
     """Schedule every order of the partition at its next due time; (orders, scheduled)."""
     orders = 0
     schedule = engine.wheel.schedule
-    for order_id in outbox:
-        state = outbox.get(order_id)
-        if state is not None:
-            orders += 1
-            due = state.next_due(policy)
-            if due is not None:
-                schedule(order_id, due)
+    for order_id, state in outbox.states():
+        orders += 1
+        due = state.next_due(policy)
+        if due is not None:
+            schedule(order_id, due)
     return orders, len(engine.wheel)
 
 

@@ -57,6 +57,8 @@ def test_nothing_reaches_the_local_store_before_its_batch_settles() -> None:
     assert outbox.get("o-7") is not None  # now from the local store
     assert list(outbox) == ["o-7"]
     assert len(outbox) == 1
+    engine.apply(event("aftersale.requested", order_id="o-8"), T0)  # written, not committed
+    assert sorted(order_id for order_id, _ in outbox.states()) == ["o-7", "o-8"]
 
 
 def test_a_later_write_wins_over_a_batch_in_flight() -> None:
