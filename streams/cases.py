@@ -72,10 +72,12 @@ class Case:
         due, rule, set_at = self.due_at, self.rule, self.set_at
         if due is None or rule is None or set_at is None:
             return None
-        for offset in policy.offsets(rule):
-            remind_at = due - offset
-            if remind_at >= set_at and offset not in self.reminded:
-                return remind_at, offset
+        reminded = self.reminded
+        for offset in policy.reminders[rule]:  # largest first, as `Policy.offsets` gives them
+            if offset not in reminded:
+                remind_at = due - offset
+                if remind_at >= set_at:
+                    return remind_at, offset
         return due, None
 
     def remind(self, offset: timedelta, remind_at: datetime) -> Reminder:

@@ -53,31 +53,34 @@ class Engine:
         state = self.store.get(order_id)
         effects: list[Effect] = []
         # `scheduled` is what the wheel holds for this order, so an unchanged due time
-        # (most order facts) costs no rescheduling.
+        # (most order facts) costs no rescheduling. Only an open case has a due time.
         scheduled: datetime | None = None
         if state is None:
             state = OrderState(order_id)
-        else:
+        elif state.open is not None:
             scheduled = state.next_due(policy)
             if scheduled is not None and scheduled <= fire_upto:
                 while fired := state.fire_next(fire_upto, policy):
-                    effects.extend(fired)
-        if event.event_id in state.event_ids:
+                    effects += fired
+        event_id = event.event_id
+        if event_id in state.event_ids:
             result = Result("duplicate", effects)
         else:
             try:
-                effects.extend(state.apply(event, policy))
+                applied = state.apply(event, policy)
             except InputError as error:
                 # Drop the traceback: it would tie this frame into a reference cycle.
                 result = Result("rejected", effects, error.with_traceback(None))
             else:
-                state.event_ids.add(event.event_id)
+                state.event_ids.add(event_id)
+                if applied:
+                    effects += applied
                 result = Result("applied", effects)
-        if result.outcome == "applied" or effects:
+        if effects or result.outcome == "applied":
             # a refused or duplicate record changes nothing: no write (a table write is a
             # changelog record in the worker)
             self.store[order_id] = state
-        due = state.next_due(policy)
+        due = None if state.open is None else state.next_due(policy)
         if due != scheduled:
             self.wheel.schedule(order_id, due)
         return result
@@ -85,13 +88,16 @@ class Engine:
     def advance(self, now: datetime) -> list[Effect]:
         """Fire every reminder and deadline due at or before `now`, earliest first."""
         effects: list[Effect] = []
-        wheel, store, policy = self.wheel, self.store, self.policy
+        wheel = self.wheel
+        if now < wheel.floor:  # nothing can be due yet: the common case, kept cheap
+            return effects
+        store, policy = self.store, self.policy
         while (item := wheel.pop_next(now)) is not None:
             order_id, when = item
             state = store.get(order_id)
             if state is None:
                 continue
-            effects.extend(state.fire_next(when, policy))
+            effects += state.fire_next(when, policy)
             store[order_id] = state
             wheel.schedule(order_id, state.next_due(policy))
         return effects

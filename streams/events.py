@@ -53,6 +53,9 @@ def event_types() -> frozenset[str]:
     return frozenset(_validators())
 
 
+_new_event = tuple.__new__
+
+
 def decode(raw: bytes | str, topic: str | None = None) -> Event:
     """Decode one record value; raise the `InputError` subclass of its dead-letter code.
 
@@ -78,4 +81,7 @@ def decode(raw: bytes | str, topic: str | None = None) -> Event:
     error = check(obj)
     if error is not None:
         raise SchemaViolation(error)
-    return Event(kind, obj["event_id"], obj["order_id"], parse_time(obj["occurred_at"]), obj)
+    # tuple.__new__ directly: the NamedTuple's own __new__ is a Python-level call.
+    fields = (kind, obj["event_id"], obj["order_id"], parse_time(obj["occurred_at"]), obj)
+    event: Event = _new_event(Event, fields)
+    return event

@@ -15,7 +15,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import BinaryIO, Final, TextIO
 
 import orjson
 
@@ -32,6 +32,11 @@ NOTIFICATIONS_FILE = "notifications.jsonl"
 DEADLETTER_FILE = "deadletter.jsonl"
 
 
+_LINE: Final = orjson.OPT_APPEND_NEWLINE
+#: Output buffer per file: few, large writes.
+_BUFFER: Final = 1 << 20
+
+
 @dataclass(slots=True)
 class _Outputs:
     actions: BinaryIO
@@ -39,11 +44,12 @@ class _Outputs:
     deadletter: BinaryIO
 
     def write(self, effects: list[Effect]) -> None:
+        dumps = orjson.dumps
         for effect in effects:
             if isinstance(effect, Action):
-                self.actions.write(orjson.dumps(effect.record(effect.deadline_at)) + b"\n")
+                self.actions.write(dumps(effect.record(effect.deadline_at), option=_LINE))
             elif isinstance(effect, Reminder):
-                self.notifications.write(orjson.dumps(effect.record()) + b"\n")
+                self.notifications.write(dumps(effect.record(), option=_LINE))
 
 
 def replay(
@@ -69,14 +75,22 @@ def replay(
         stack.enter_context(source)
         outputs = _Outputs(
             *(
-                stack.enter_context((out_dir / name).open("wb"))
+                stack.enter_context((out_dir / name).open("wb", buffering=_BUFFER))
                 for name in (ACTIONS_FILE, NOTIFICATIONS_FILE, DEADLETTER_FILE)
             )
         )
+        # Bound once: this loop runs per record.
+        advance, apply, count, write = (
+            engine.advance,
+            engine.apply,
+            summary.count_effects,
+            outputs.write,
+        )
+        read = applied = duplicates = 0
         clock: datetime | None = None
         for raw in _records(source, progress, total):
-            summary.read += 1
-            if summary.read & 0xFFFF == 0:
+            read += 1
+            if read & 0xFFFF == 0:
                 # Engine state is acyclic and long-lived: keep the cyclic GC from re-walking it.
                 gc.freeze()
             try:
@@ -84,24 +98,29 @@ def replay(
             except InputError as error:
                 _refuse(outputs, summary, error, raw)
                 continue
-            if clock is None or event.occurred_at > clock:
-                clock = event.occurred_at
+            at = event.occurred_at
+            if clock is None or at > clock:
+                clock = at
             # Even when the clock stands still, a record applied since the last advance (one
             # stamped in the past) may have made something due: fire it before this record.
-            fired = engine.advance(clock)
+            fired = advance(clock)
             if fired:
-                summary.count_effects(fired)
-                outputs.write(fired)
-            result = engine.apply(event, clock)
-            summary.count_effects(result.effects)
-            outputs.write(result.effects)
-            if result.outcome == "applied":
-                summary.applied += 1
-            elif result.outcome == "duplicate":
-                summary.duplicates += 1
+                count(fired)
+                write(fired)
+            result = apply(event, clock)
+            effects = result.effects
+            if effects:
+                count(effects)
+                write(effects)
+            outcome = result.outcome
+            if outcome == "applied":
+                applied += 1
+            elif outcome == "duplicate":
+                duplicates += 1
             else:
                 assert result.error is not None
                 _refuse(outputs, summary, result.error, raw)
+        summary.read, summary.applied, summary.duplicates = read, applied, duplicates
         end = until if clock is None or (until is not None and until > clock) else clock
         if end is not None:
             fired = engine.advance(end)
@@ -112,7 +131,7 @@ def replay(
 
 def _refuse(outputs: _Outputs, summary: Summary, error: InputError, raw: bytes) -> None:
     summary.dead_letters[error.code] += 1
-    outputs.deadletter.write(orjson.dumps(dead_letter(error, raw)) + b"\n")
+    outputs.deadletter.write(orjson.dumps(dead_letter(error, raw), option=_LINE))
 
 
 def _records(

@@ -94,14 +94,16 @@ class SchemaSet:
             raise ContractError(f"no schema with $id {doc_id!r} under {self.root}")
         schema = self.documents[doc_id]
         explain = self._compile(schema, doc_id, "")
-        names: dict[str, Any] = {"_is_time": is_time, "_MISSING": _MISSING}
-        source = f"def _valid(v):\n    return {self._expr(schema, doc_id, 'v', names)}\n"
+        names: dict[str, Any] = {"_is_time": is_time, "_MISSING": _MISSING, "_explain": explain}
+        # One generated function: a valid value (the hot path) costs one call.
+        source = (
+            f"def _check(v):\n"
+            f"    if {self._expr(schema, doc_id, 'v', names)}:\n"
+            f"        return None\n"
+            f"    return _explain(v) or 'invalid'\n"
+        )
         exec(compile(source, f"<schema {doc_id}>", "exec"), names)
-        valid: Callable[[Any], bool] = names["_valid"]
-
-        def check(value: Any) -> str | None:
-            return None if valid(value) else explain(value) or "invalid"
-
+        check: Check = names["_check"]
         return check
 
     def event_validators(self) -> dict[str, Check]:
@@ -130,11 +132,22 @@ class SchemaSet:
             raise ContractError(f"{base}: $ref {ref!r} is not a schema")
         return node, doc_id
 
-    def _expr(self, schema: Mapping[str, Any], base: str, var: str, names: dict[str, Any]) -> str:
-        """A Python expression, true exactly when `var` satisfies `schema`."""
+    def _expr(
+        self,
+        schema: Mapping[str, Any],
+        base: str,
+        var: str,
+        names: dict[str, Any],
+        known: str | None = None,
+    ) -> str:
+        """A Python expression, true exactly when `var` satisfies `schema`.
+
+        `known` is the JSON type `var` is already known to have; once a term has tested the
+        type, later terms skip their own type guards.
+        """
         if "$ref" in schema:
             target, target_base = self._resolve(schema["$ref"], base)
-            return self._expr(target, target_base, var, names)
+            return self._expr(target, target_base, var, names, known)
         terms: list[str] = []
 
         def constant(value: Any) -> str:
@@ -142,38 +155,55 @@ class SchemaSet:
             names[name] = value
             return name
 
+        def other_type_passes(kind: str, pytype: str) -> str:
+            """A keyword for one type holds for values of any other type, unless type is known."""
+            return "" if known == kind else f"type({var}) is not {pytype} or "
+
         if "type" in schema:
             kinds = [schema["type"]] if isinstance(schema["type"], str) else schema["type"]
-            terms.append("(" + " or ".join(_TYPE_EXPR[k].format(v=var) for k in kinds) + ")")
+            if not (len(kinds) == 1 and kinds[0] == known):
+                terms.append("(" + " or ".join(_TYPE_EXPR[k].format(v=var) for k in kinds) + ")")
+            if len(kinds) == 1:
+                known = kinds[0]
         if "const" in schema:
             const = constant(schema["const"])
             terms.append(f"({var} == {const} and type({var}) is type({const}))")
         if "enum" in schema:
             allowed = constant(frozenset(v for v in schema["enum"] if isinstance(v, str)))
-            terms.append(f"(type({var}) is str and {var} in {allowed})")
+            is_str = "" if known == "string" else f"type({var}) is str and "
+            terms.append(f"({is_str}{var} in {allowed})")
         if "format" in schema:
-            terms.append(f"(type({var}) is not str or _is_time({var}))")
+            terms.append(f"({other_type_passes('string', 'str')}_is_time({var}))")
         if "minLength" in schema:
-            terms.append(f"(type({var}) is not str or len({var}) >= {int(schema['minLength'])})")
+            length = int(schema["minLength"])
+            terms.append(f"({other_type_passes('string', 'str')}len({var}) >= {length})")
         if "pattern" in schema:
             regex = constant(re.compile(schema["pattern"]))
-            terms.append(f"(type({var}) is not str or {regex}.search({var}) is not None)")
+            terms.append(f"({other_type_passes('string', 'str')}{regex}.search({var}) is not None)")
         if "minimum" in schema:
             low = constant(schema["minimum"])
-            terms.append(f"(type({var}) not in (int, float) or {var} >= {low})")
+            numeric = known in ("integer", "number")
+            guard = "" if numeric else f"type({var}) not in (int, float) or "
+            terms.append(f"({guard}{var} >= {low})")
         if "required" in schema or "properties" in schema:
-            obj = [f"type({var}) is not dict"]
-            inner = [f"{name!r} in {var}" for name in schema.get("required", ())]
-            for name, sub in schema.get("properties", {}).items():
+            required = list(schema.get("required", ()))
+            properties = schema.get("properties", {})
+            # A required property is fetched once: present and valid.
+            inner = [f"{name!r} in {var}" for name in required if name not in properties]
+            for name, sub in properties.items():
                 item = f"_v{len(names)}"
                 names[item] = None  # reserve the local's name
                 test = self._expr(sub, base, item, names)
-                inner.append(f"(({item} := {var}.get({name!r}, _MISSING)) is _MISSING or {test})")
+                fetch = f"({item} := {var}.get({name!r}, _MISSING))"
+                if name in required:
+                    inner.append(f"({fetch} is not _MISSING and {test})")
+                else:
+                    inner.append(f"({fetch} is _MISSING or {test})")
             if schema.get("additionalProperties") is False:
-                allowed = constant(frozenset(schema.get("properties", {})))
+                allowed = constant(frozenset(properties))
                 inner.append(f"{allowed}.issuperset({var})")
-            obj.append("(" + " and ".join(inner or ["True"]) + ")")
-            terms.append("(" + " or ".join(obj) + ")")
+            body = "(" + " and ".join(inner or ["True"]) + ")"
+            terms.append(body if known == "object" else f"(type({var}) is not dict or {body})")
         return "(" + " and ".join(terms or ["True"]) + ")"
 
     def _compile(self, schema: Mapping[str, Any], base: str, where: str) -> Check:

@@ -25,18 +25,33 @@ _ISO_DURATION = re.compile(
 _CALENDAR_UNITS = re.compile(r"P(?:[^T]*[YM])", re.ASCII)
 
 
-@lru_cache(maxsize=1024)
+_fromisoformat = datetime.fromisoformat
+_rfc3339 = _RFC3339.match
+#: The last text parsed and its instant. decode() validates `occurred_at` with is_time() and
+#: then asks for the instant of the same string object: it is parsed once, not twice. One
+#: tuple, rebound as a whole, so a reader never sees a text with another text's instant.
+_last: tuple[str, datetime] = ("", EPOCH)
+
+
 def parse_time(text: str) -> datetime:
     """Parse an RFC 3339 time with an offset into a UTC datetime; ValueError if it is not one.
 
     Fractions finer than a microsecond are truncated; a leap second (`:60`) is refused.
     """
-    if _RFC3339.match(text) is None:
+    global _last
+    last = _last
+    if text is last[0]:
+        return last[1]
+    if _rfc3339(text) is None:
         raise ValueError(f"not an RFC 3339 time with an offset: {text!r}")
     try:
-        return datetime.fromisoformat(text.upper()).astimezone(UTC)
+        when = _fromisoformat(text.upper())
+        if when.tzinfo is not UTC:
+            when = when.astimezone(UTC)
     except OverflowError:  # a local time whose UTC instant is before year 1 or after 9999
         raise ValueError(f"time out of range: {text!r}") from None
+    _last = (text, when)
+    return when
 
 
 def is_time(text: str) -> bool:
@@ -50,14 +65,15 @@ def is_time(text: str) -> bool:
 
 def format_time(when: datetime) -> str:
     """Format an instant as UTC with `Z`: whole seconds bare, else milli- or microseconds."""
-    when = when.astimezone(UTC)
-    micro = when.microsecond
-    base = when.replace(tzinfo=None, microsecond=0).isoformat()
+    if when.tzinfo is not UTC:
+        when = when.astimezone(UTC)
+    # isoformat() of a UTC instant: `YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00`.
+    text, micro = when.isoformat(), when.microsecond
     if micro == 0:
-        return base + "Z"
+        return text[:19] + "Z"
     if micro % 1000 == 0:
-        return f"{base}.{micro // 1000:03d}Z"
-    return f"{base}.{micro:06d}Z"
+        return text[:23] + "Z"
+    return text[:26] + "Z"
 
 
 def parse_duration(value: object) -> timedelta:
@@ -95,6 +111,7 @@ def _parse_iso_duration(value: str) -> timedelta:
     return timedelta(**parts)
 
 
+@lru_cache(maxsize=64)  # a policy has a handful of reminder offsets; one is formatted per reminder
 def format_seconds(duration: timedelta) -> str:
     """Seconds of a duration as in a notification_id: `86400`, `0.5`."""
     seconds = duration.total_seconds()

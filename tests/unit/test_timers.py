@@ -177,6 +177,25 @@ def test_len_counts_live_keys() -> None:
     assert len(wheel) == 8
 
 
+def test_floor_is_a_lower_bound_that_peek_makes_exact() -> None:
+    wheel = TimerWheel()
+    assert wheel.floor > FAR  # nothing scheduled: nothing can be due
+    wheel.schedule("a", at(30))
+    wheel.schedule("b", at(20))
+    assert wheel.floor == at(20)
+    wheel.schedule("b", at(40))  # superseded: the floor stays low until the wheel looks
+    assert wheel.floor == at(20)
+    assert wheel.pop_next(at(25)) is None
+    assert wheel.floor == at(30)
+    assert wheel.pop_next(at(30)) == ("a", at(30))
+    wheel.schedule("c", at(35))
+    assert wheel.peek() == at(35)
+    assert wheel.floor == at(35)
+    assert drain(wheel) == [("c", at(35)), ("b", at(40))]
+    assert wheel.peek() is None
+    assert wheel.floor > FAR
+
+
 def test_peek_does_not_remove() -> None:
     wheel = TimerWheel()
     wheel.schedule("a", at(10))
@@ -191,8 +210,12 @@ def test_peek_does_not_remove() -> None:
 # --- property: the wheel behaves like a dict scanned for its minimum ---------------------------
 
 keys = st.sampled_from([f"k{n}" for n in range(8)])
-# Times in tenths of a second over a few seconds: many share a slot, many tie exactly.
-instants = st.integers(0, 60).map(lambda tenths: at(tenths / 10))
+# Times in tenths of a second over a few seconds (many share a slot, many tie exactly), and
+# times 16 s apart over ten minutes (they span several slots).
+instants = st.one_of(
+    st.integers(0, 60).map(lambda tenths: at(tenths / 10)),
+    st.integers(0, 40).map(lambda n: at(n * 16)),
+)
 operations = st.lists(
     st.one_of(
         st.tuples(st.just("schedule"), keys, instants),
@@ -239,5 +262,7 @@ def test_wheel_matches_a_reference_model(
         else:
             assert wheel.peek() == min((w for w, _ in model.values()), default=None)
         assert len(wheel) == len(model)
+        # `floor` may be stale but never later than the earliest live due time.
+        assert all(wheel.floor <= w for w, _ in model.values())
     rest = sorted((w, s, k) for k, (w, s) in model.items())
     assert drain(wheel) == [(k, w) for w, _, k in rest]

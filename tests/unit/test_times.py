@@ -214,3 +214,15 @@ def test_format_seconds_is_a_plain_decimal(duration: timedelta, expected: str) -
 @given(st.integers(min_value=1, max_value=10**12).map(lambda us: timedelta(microseconds=us)))
 def test_format_seconds_reads_back_as_the_same_duration(duration: timedelta) -> None:
     assert parse_duration(format_seconds(duration)) == duration
+
+
+def test_validating_then_parsing_the_same_string_gives_its_own_instant() -> None:
+    # decode() checks `occurred_at` with is_time() and then parses the same string object.
+    first, second = "2026-11-01T18:00:00+08:00", "2026-11-01T10:00:01Z"
+    assert is_time(first)
+    assert parse_time(first) == datetime(2026, 11, 1, 10, tzinfo=UTC)
+    assert not is_time("2026-02-29T10:00:00Z")
+    assert parse_time(second) == datetime(2026, 11, 1, 10, 0, 1, tzinfo=UTC)
+    assert parse_time(first) == datetime(2026, 11, 1, 10, tzinfo=UTC)
+    with pytest.raises(ValueError, match="not an RFC 3339"):
+        parse_time(first + " ")
