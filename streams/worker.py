@@ -29,6 +29,7 @@ import logging
 import ssl
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import faust
@@ -179,8 +180,7 @@ def build_app(settings: Settings, clock: Clock | None = None) -> faust.App:
     contract_topic = {order_name: ORDER_TOPIC, aftersale_name: AFTERSALE_TOPIC}
     side = SideClients(settings.client_options(), settings.app_id)
 
-    def emit(effects: list[Effect], outbox: Outbox) -> None:
-        fired_at = clock.now()
+    def emit(effects: list[Effect], outbox: Outbox, fired_at: datetime) -> None:
         for effect in effects:
             if isinstance(effect, Action):
                 value = orjson.dumps(effect.record(fired_at))
@@ -202,23 +202,21 @@ def build_app(settings: Settings, clock: Clock | None = None) -> faust.App:
             message = event.message
             partition, topic = message.partition, message.topic
             part = runtime.part(partition)
-            outbox = part.outbox
+            now = clock.now()
             if topic == ticks_name:
                 part.tick_sent = None
             else:
                 part.watermark.processed(topic, message.offset)
-                handle(message, part)
+                handle(message, part, now)
             # Fire what is due and safe: a tick asks for it, any other record is a free
             # chance to (under load, deadlines fire without waiting for a tick).
             wake = part.engine.next_wakeup()
-            if wake is not None:
-                now = clock.now()
-                if wake <= now:
-                    safe = part.watermark.safe_until()
-                    if safe is not None and wake <= safe:
-                        emit(part.engine.advance(min(now, safe)), outbox)
+            if wake is not None and wake <= now:
+                safe = part.watermark.safe_until()
+                if safe is not None and wake <= safe:
+                    emit(part.engine.advance(min(now, safe)), part.outbox, now)
 
-    def handle(message: Any, part: PartitionRuntime) -> None:
+    def handle(message: Any, part: PartitionRuntime, now: datetime) -> None:
         """Decode and apply one input record (or refuse it into dead letters)."""
         topic, outbox = message.topic, part.outbox
         raw_value: bytes = message.value or b""
@@ -233,9 +231,9 @@ def build_app(settings: Settings, clock: Clock | None = None) -> faust.App:
             return
         # Order facts never decide a case on arrival: they fire nothing of their own (an
         # unread after-sale record on the other topic could still be in time).
-        upto = min(clock.now(), decoded.occurred_at) if topic == aftersale_name else EPOCH
+        upto = min(now, decoded.occurred_at) if topic == aftersale_name else EPOCH
         result = part.engine.apply(decoded, upto)
-        emit(result.effects, outbox)
+        emit(result.effects, outbox, now)
         if result.error is not None:
             refuse(result.error, decoded.order_id.encode(), message, outbox)
 
