@@ -3,7 +3,8 @@
     python bench/stream.py [--cases 1000000] [--throughput-events 200000]
 
 (a) sustained end-to-end events/s of one worker, next to a plain aiokafka consume->produce
-    loop over the same records, in the same run (targets: >= 10,000 events/s, >= 0.3 of plain);
+    loop over the same records, in the same run (targets: >= 10,000 events/s, >= 0.3 of plain),
+    and a faust agent that does nothing (bench/faust_probe.py), faust's own ceiling;
 (b) firing lateness (fired_at - deadline_at, and until a read_committed consumer sees the action)
     p50/p99/p99.9 with --cases open cases while ingesting at half the sustained rate
     (targets: p99 <= 1 s, p99.9 <= 2 s, never early);
@@ -162,6 +163,17 @@ async def plain_loop(prefix: str, count: int) -> float:
     return count / (time.monotonic() - start)
 
 
+def faust_probe(topic: str, count: int, flags: list[str]) -> float:
+    """events/s of a faust agent that does nothing, over the same records (bench/faust_probe)."""
+    probe = Path(__file__).resolve().parent / "faust_probe.py"
+    done = subprocess.run(
+        [sys.executable, str(probe), topic, str(count), *flags],
+        check=True, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    rate: float = orjson.loads(done.stdout.strip().splitlines()[-1])["events_per_s"]
+    return rate
+
+
 async def lateness(prefix: str, since: datetime, seconds: float) -> tuple[list[float], list[float]]:
     """(fired_at - deadline_at, seen - deadline_at) in seconds, for actions due after `since`."""
     consumer = AIOKafkaConsumer(
@@ -234,6 +246,12 @@ async def main_async(args: argparse.Namespace) -> None:
         print(
             f"    plain loop    {plain_rate:>10,.0f} events/s   ratio {ratio:.2f} (target >= 0.3)"
         )
+        for label, flags in (("bare faust", []), ("bare faust*", ["--patched"])):
+            rate_ = faust_probe(topic, n, flags)
+            print(
+                f"    {label:<13} {rate_:>10,.0f} events/s   ratio {rate_ / plain_rate:.2f} "
+                "(an agent that does nothing; * with the worker's hand-off and monitor)"
+            )
 
         # (b) open cases up to --cases, then lateness while ingesting at half the rate
         more = max(0, args.cases - n)
