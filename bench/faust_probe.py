@@ -4,8 +4,8 @@
 
 Consumes COUNT records of TOPIC from the start with one agent that does nothing (no state, no
 output, at_least_once) and prints events/s as JSON. With --patched it runs under the worker's
-hand-off and monitor changes (`streams/faust_fast_drain.py`, `LeanMonitor`), to show what
-those are worth apart from the engine.
+hand-off, monitor and tuning (`streams/faust_fast_drain.py`, `LeanMonitor`, `FAUST_TUNING`),
+to show what those are worth apart from the engine.
 """
 
 from __future__ import annotations
@@ -35,10 +35,10 @@ def main() -> int:
     extra: dict[str, Any] = {}
     if args.patched:
         from streams import faust_fast_drain
-        from streams.worker import LeanMonitor
+        from streams.worker import FAUST_TUNING, LeanMonitor
 
         faust_fast_drain.install()
-        extra["monitor"] = LeanMonitor()
+        extra.update(FAUST_TUNING, monitor=LeanMonitor())
     app = faust.App(
         f"probe-{uuid.uuid4().hex[:8]}",
         broker=f"kafka://{BOOTSTRAP}",
@@ -60,7 +60,8 @@ def main() -> int:
             seen += 1
             if seen == args.count:
                 rate = (seen - 1) / (time.monotonic() - started)
-                print(json.dumps({"events_per_s": rate}), flush=True)
+                # fd 1 itself: faust's worker redirects sys.stdout into its log
+                os.write(1, json.dumps({"events_per_s": rate}).encode() + b"\n")
                 os._exit(0)  # a probe: no need for faust's orderly shutdown
 
     faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()

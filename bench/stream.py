@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -170,7 +171,11 @@ def faust_probe(topic: str, count: int, flags: list[str]) -> float:
         [sys.executable, str(probe), topic, str(count), *flags],
         check=True, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
-    rate: float = orjson.loads(done.stdout.strip().splitlines()[-1])["events_per_s"]
+    # faust writes terminal control codes to stdout too: find the result's JSON
+    found = re.findall(r'\{"events_per_s": [0-9.e+-]+\}', done.stdout)
+    if not found:
+        raise SystemExit(f"faust probe printed no result:\n{done.stdout[-2000:]}")
+    rate: float = orjson.loads(found[-1])["events_per_s"]
     return rate
 
 
@@ -250,7 +255,7 @@ async def main_async(args: argparse.Namespace) -> None:
             rate_ = faust_probe(topic, n, flags)
             print(
                 f"    {label:<13} {rate_:>10,.0f} events/s   ratio {rate_ / plain_rate:.2f} "
-                "(an agent that does nothing; * with the worker's hand-off and monitor)"
+                "(an agent that does nothing; * with the worker's faust changes)"
             )
 
         # (b) open cases up to --cases, then lateness while ingesting at half the rate
