@@ -175,8 +175,7 @@ def build_app(settings: Settings, clock: Clock | None = None) -> faust.App:
     )
     order_name, aftersale_name = settings.topic(ORDER_TOPIC), settings.topic(AFTERSALE_TOPIC)
     ticks_name = ticks_topic(settings)
-    raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
-    inputs = app.topic(order_name, aftersale_name, ticks_name, **raw)
+    inputs = app.topic(order_name, aftersale_name, ticks_name, schema=RawSchema())
     actions_name = settings.topic("aftersale-actions")
     notifications_name = settings.topic("aftersale-notifications")
     deadletters_name = settings.topic("aftersale-deadletter")
@@ -299,6 +298,22 @@ async def _check(
             continue
         await side.tick(ticks_name, partition)
         part.tick_sent = loop_now
+
+
+class RawSchema(faust.Schema[bytes, bytes]):
+    """Records as they arrive: key and value bytes untouched (the agent decodes the value).
+
+    faust's own schema runs both through its serializer registry per record, even "raw"
+    (about 8% of the worker's CPU under load).
+    """
+
+    def compile(self, app: Any, **kwargs: Any) -> Any:
+        event_class = app.conf.Event
+
+        async def decode(message: Any, *, propagate: bool = False) -> Any:
+            return event_class(app, message.key, message.value, message.headers, message)
+
+        return decode
 
 
 class LeanMonitor(Monitor):
