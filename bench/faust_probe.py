@@ -4,7 +4,7 @@
 
 Consumes COUNT records of TOPIC from the start with one agent that does nothing (no state, no
 output, at_least_once) and prints events/s as JSON. With --patched it runs under the worker's
-hand-off, monitor and tuning (`streams/faust_fast_drain.py`, `LeanMonitor`, `FAUST_TUNING`),
+hand-off, monitor and tuning (`streams/faust_speedups.py`, `LeanMonitor`, `FAUST_TUNING`),
 to show what those are worth apart from the engine.
 """
 
@@ -34,10 +34,10 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING)
     extra: dict[str, Any] = {}
     if args.patched:
-        from streams import faust_fast_drain
+        from streams import faust_speedups
         from streams.worker import FAUST_TUNING, LeanMonitor
 
-        faust_fast_drain.install()
+        faust_speedups.install()
         extra.update(FAUST_TUNING, monitor=LeanMonitor())
     app = faust.App(
         f"probe-{uuid.uuid4().hex[:8]}",

@@ -37,7 +37,7 @@ import orjson
 from aiokafka.structs import TopicPartition
 from faust.sensors.monitor import Monitor
 
-from streams import eos_commit, faust_fast_drain, faust_fixes
+from streams import eos_commit, faust_fixes, faust_speedups
 from streams.catchup import PartitionWatermark
 from streams.clock import Clock, SystemClock
 from streams.deadletters import dead_letter
@@ -153,7 +153,7 @@ def ticks_topic(settings: Settings) -> str:
 def build_app(settings: Settings, clock: Clock | None = None) -> faust.App:
     """The faust app for these settings; `clock` defaults to the wall clock."""
     faust_fixes.apply()
-    faust_fast_drain.install()
+    faust_speedups.install()
     clock = clock or SystemClock()
     policy = load_policy(settings.policy_file)
     app = faust.App(

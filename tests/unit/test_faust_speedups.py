@@ -1,0 +1,68 @@
+"""The eager hand-off of streams/faust_speedups.py (no broker)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from streams.faust_speedups import _DONE, _finish, _finish_or_suspend, _first_step
+
+
+async def test_a_hand_off_that_does_not_block_finishes_in_its_first_step() -> None:
+    done: list[int] = []
+
+    async def put() -> None:
+        done.append(1)
+
+    assert _first_step(put()) is _DONE
+    assert done == [1]
+
+
+async def test_a_blocked_hand_off_is_finished_with_its_result_or_error() -> None:
+    gate: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    async def put() -> int:
+        return await gate + 1
+
+    coro = put()
+    waiting_on = _first_step(coro)
+    assert waiting_on is gate
+    task = asyncio.ensure_future(_finish(coro, waiting_on))
+    await asyncio.sleep(0)
+    assert not task.done()
+    gate.set_result(41)
+    assert await task == 42
+
+    failing: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    async def put_failing() -> int:
+        return await failing
+
+    coro = put_failing()
+    task = asyncio.ensure_future(_finish(coro, _first_step(coro)))
+    failing.set_exception(ValueError("broker"))
+    with pytest.raises(ValueError, match="broker"):
+        await task
+
+
+async def test_a_suspended_flow_cancels_the_blocked_hand_off() -> None:
+    gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    cleaned: list[str] = []
+
+    async def put() -> None:
+        try:
+            await gate
+        except asyncio.CancelledError:
+            cleaned.append("cancelled")
+            raise
+
+    coro = put()
+    guard: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    handoff = asyncio.ensure_future(_finish_or_suspend(_finish(coro, _first_step(coro)), guard))
+    await asyncio.sleep(0)
+    guard.set_result(None)  # rebalance: the flow is suspended
+    await handoff
+    await asyncio.sleep(0)
+    assert cleaned == ["cancelled"]
+    assert gate.cancelled()
