@@ -9,8 +9,9 @@ Here the worker writes nothing while it processes; at every commit, right after 
 chosen the offsets to commit (nothing runs in between), this module takes the outbox of each
 of those partitions, sends its changelog records and outputs with the partition's
 transactional producer, and lets faust commit the offsets in that same transaction. Only
-when that transaction has committed is the batch written to the local store. Two methods of
-faust are wrapped for that (`install`); an app opts in with `register(app, hook)`.
+when that transaction has committed is the batch written to the local store; when it is
+aborted or its producer stopped (the partition was revoked), the batch is dropped. faust's
+methods are wrapped for that (`install`); an app opts in with `register(app, hook)`.
 """
 
 from __future__ import annotations
@@ -59,11 +60,7 @@ class CommitHook:
         tids: Mapping[int, str | None],
         taken: list[tuple[Outbox, Batch]],
     ) -> None:
-        """Send the batches under each partition's transaction; remember them until committed."""
-        # A transaction that was not committed (its partitions were revoked) is aborted: what
-        # was sent in it must never reach the local store.
-        for tid in set(tids.values()):
-            self._sent[tid] = []
+        """Send the batches under each partition's transaction; remember them until it ends."""
         pending: list[tuple[Batch | None, Coroutine[Any, Any, int]]] = []
         for outbox, batch in taken:
             tid, p = tids[batch.partition], batch.partition
@@ -76,7 +73,7 @@ class CommitHook:
                 by_topic.setdefault(out.topic, []).append((out.key, out.value))
             for topic, records in by_topic.items():
                 pending.append((None, sender(tid, topic, p, records)))
-            self._sent[tid].append((outbox, batch))
+            self._sent.setdefault(tid, []).append((outbox, batch))
         last_offsets = await asyncio.gather(*(send for _, send in pending))
         for (of_batch, _), last in zip(pending, last_offsets, strict=True):
             if of_batch is not None:
@@ -86,6 +83,12 @@ class CommitHook:
         """The transaction `tid` committed: settle what was sent in it."""
         for outbox, batch in self._sent.pop(tid, []):
             outbox.settle(batch)
+
+    def aborted(self, tid: str | None) -> None:
+        """The transaction `tid` was aborted or its producer stopped: what it carried never
+        reaches the local store (its partition was revoked; the next owner redoes it)."""
+        for outbox, batch in self._sent.pop(tid, []):
+            outbox.abandon(batch)
 
 
 def register(app: Any, hook: CommitHook) -> None:
@@ -187,13 +190,32 @@ async def _commit_transactions(
                 await producer.begin_transaction()
 
 
+async def _abort_transaction(self: Any, transactional_id: str) -> None:
+    hook = _HOOKS.get(self.app)
+    if hook is not None:
+        hook.aborted(transactional_id)
+    await _faust_abort_transaction(self, transactional_id)
+
+
+async def _stop_transaction(self: Any, transactional_id: str) -> None:
+    hook = _HOOKS.get(self.app)
+    if hook is not None:
+        hook.aborted(transactional_id)
+    await _faust_stop_transaction(self, transactional_id)
+
+
+_faust_abort_transaction = faust_aiokafka.Producer.abort_transaction
+_faust_stop_transaction = faust_aiokafka.Producer.stop_transaction
 _installed = False
 
 
 def install() -> None:
-    """Wrap the two faust methods (idempotent)."""
+    """Wrap the faust methods (idempotent)."""
     global _installed
     if not _installed:
         faust_consumer.Consumer._commit_tps = _commit_tps  # type: ignore[method-assign]
-        faust_aiokafka.Producer.commit_transactions = _commit_transactions  # type: ignore[method-assign]
+        producer = faust_aiokafka.Producer
+        producer.commit_transactions = _commit_transactions  # type: ignore[method-assign]
+        producer.abort_transaction = _abort_transaction  # type: ignore[method-assign]
+        producer.stop_transaction = _stop_transaction  # type: ignore[method-assign]
         _installed = True

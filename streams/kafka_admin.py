@@ -38,11 +38,11 @@ async def create_topics(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> l
                 for s in missing
             ]
         )
-        await _until_listed(admin, {s.name for s in missing})
+        await until_listed(admin, {s.name for s in missing})
     return [s.name for s in missing]
 
 
-async def _until_listed(admin: AIOKafkaAdminClient, names: set[str]) -> None:
+async def until_listed(admin: AIOKafkaAdminClient, names: set[str]) -> None:
     """Wait until new topics show in metadata: creation returns before every broker knows."""
     try:
         async with asyncio.timeout(LISTED_TIMEOUT_S):

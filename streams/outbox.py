@@ -137,7 +137,19 @@ class Outbox(MutableMapping[str, OrderState]):
         """The batch's transaction committed: make it the local store's state."""
         if batch.states:
             self.local.write(batch.states, batch.changelog_offset)
+        self._done(batch)
+
+    def abandon(self, batch: Batch) -> None:
+        """The batch's transaction was aborted: it never reaches the local store.
+
+        (The worker drops a revoked partition's outbox anyway; this keeps a live one honest.)
+        """
+        for key in batch.states:
+            self._committing.pop(key.decode("utf-8"), None)
+        self._done(batch)
+
+    def _done(self, batch: Batch) -> None:
         self._in_flight -= 1
         if self._in_flight == 0:
-            # Nothing else is being committed: every state taken is now in the local store.
+            # Nothing else is being committed: every state taken is in the local store.
             self._committing.clear()

@@ -96,6 +96,13 @@ class Runtime:
         runtime = self.parts.get(partition)
         return None if runtime is None else runtime.outbox
 
+    def keep_only(self, assigned: set[int]) -> None:
+        """A new assignment: forget partitions not in it (another worker may own them now, so
+        their in-memory engine would be stale if they came back later)."""
+        for gone in set(self.parts) - assigned:
+            del self.parts[gone]
+        self.ready &= assigned
+
     def reassign(self, active: set[int]) -> set[int]:
         """Drop revoked partitions; index the due times of newly assigned ones from the table.
 
@@ -254,6 +261,10 @@ def build_app(settings: Settings, clock: Clock | None = None) -> faust.App:
             await _check(app, runtime, clock, ticks_name, side)
         except Exception:
             log.exception("deadline check failed; retrying on the next tick")
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def forget_partitions_gone(app: faust.App, assigned: Any, **kwargs: Any) -> None:
+        runtime.keep_only({tp.partition for tp in assigned if tp.topic == aftersale_name})
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def stop_side_clients(app: faust.App, **kwargs: Any) -> None:

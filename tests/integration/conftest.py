@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from streams.kafka_admin import until_listed
 from tests.integration.endpoints import BOOTSTRAP
 from tests.integration.worker_harness import (
     FAST_POLICY,
@@ -39,6 +40,7 @@ async def admin() -> AsyncIterator[AIOKafkaAdminClient]:
 async def topic(admin: AIOKafkaAdminClient, unique: str) -> AsyncIterator[str]:
     """A fresh 3-partition topic, deleted afterwards."""
     await admin.create_topics([NewTopic(unique, num_partitions=3, replication_factor=1)])
+    await until_listed(admin, {unique})
     try:
         yield unique
     finally:

@@ -6,7 +6,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.cli import main
-from streams.kafka_admin import check_topics, create_topics
+from streams.kafka_admin import check_topics, create_topics, until_listed
 from streams.topic_defs import load_topic_specs
 from tests.integration.endpoints import BOOTSTRAP
 
@@ -31,6 +31,7 @@ async def test_check_names_partition_and_config_mismatches(
     await admin.create_topics(
         [NewTopic(actions.name, 3, 1, topic_configs={"retention.ms": "1000"})]
     )
+    await until_listed(admin, {actions.name})  # creation returns before metadata has it
     reports = {r.name: r for r in await check_topics(admin, specs)}
     assert reports[actions.name].problems == (
         "has 3 partitions, expected 2",

@@ -71,13 +71,29 @@ async def test_a_batch_settles_only_when_its_transaction_commits() -> None:
     assert locals_[1].offsets == [100]  # the changelog offset of its last record
 
 
-async def test_what_an_uncommitted_transaction_carried_never_settles() -> None:
+async def test_what_an_aborted_transaction_carried_never_settles() -> None:
     outboxes, locals_ = _outboxes()
     hook = CommitHook("cl", outboxes.get)
     sender = _Sender()
     outboxes[0]["o-1"] = OrderState("o-1")
     await hook.send(sender, {0: "t0"}, hook.take([0]))
-    # t0 was aborted (its partition was revoked); the next commit of t0 carries nothing new
-    await hook.send(sender, {0: "t0"}, hook.take([0]))
+    assert outboxes[0].get("o-1") is not None  # being committed
+    hook.aborted("t0")  # its partition was revoked: faust stops the producer
+    assert outboxes[0].get("o-1") is None  # the abandoned state is gone from memory too
+    await hook.send(sender, {0: "t0"}, hook.take([0]))  # the next commit carries nothing new
     hook.committed("t0")
     assert locals_[0].data == {}
+
+
+async def test_a_batch_whose_offsets_were_not_committed_settles_with_the_next_commit() -> None:
+    """faust can skip a partition's offsets in one commit; its transaction stays open."""
+    outboxes, locals_ = _outboxes()
+    hook = CommitHook("cl", outboxes.get)
+    sender = _Sender()
+    outboxes[0]["o-1"] = OrderState("o-1")
+    await hook.send(sender, {0: "t0"}, hook.take([0]))
+    outboxes[0]["o-2"] = OrderState("o-2")
+    await hook.send(sender, {0: "t0"}, hook.take([0]))
+    hook.committed("t0")
+    assert sorted(locals_[0].data) == [b"o-1", b"o-2"]
+    assert locals_[0].offsets == [100, 101]
