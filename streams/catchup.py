@@ -56,6 +56,26 @@ class PartitionWatermark:
             self._samples.popleft()
         self._advance()
 
+    def behind(self) -> dict[str, tuple[int, int]]:
+        """Topics whose processed position is short of the newest sample: (position, end).
+
+        With transactional producers upstream, a commit marker takes the offset after a
+        transaction's records and is never delivered, so an idle partition can stay one
+        short forever; the worker checks such gaps for records (`SideClients.has_records`).
+        """
+        if not self._samples:
+            return {}
+        newest = self._samples[-1].ends
+        return {
+            t: (self.positions[t], end)
+            for t, end in newest.items()
+            if t in self.positions and self.positions[t] < end
+        }
+
+    def skip_to(self, topic: str, position: int) -> None:
+        """Nothing to process before `position` (the gap held only transaction markers)."""
+        self.start_at(topic, position)
+
     def safe_until(self) -> datetime | None:
         """The latest instant up to which every record written before it has been read."""
         self._advance()

@@ -44,6 +44,18 @@ class CommitHook:
         self.outbox_for = outbox_for
         #: Batches sent in the open transaction of each transactional id (None: no transactions).
         self._sent: dict[str | None, list[tuple[Outbox, Batch]]] = {}
+        #: Set when a send failed or processing broke: nothing may commit any more.
+        self.poisoned: BaseException | None = None
+
+    def clamp(self, offsets: Mapping[Any, int]) -> dict[Any, int]:
+        """faust's chosen offsets, never past what the agent processed (dropped if unknown)."""
+        clamped = {}
+        for tp, offset in offsets.items():
+            outbox = self.outbox_for(tp.partition)
+            position = None if outbox is None else outbox.positions.get(tp.topic)
+            if position is not None:
+                clamped[tp] = min(offset, position)
+        return clamped
 
     def take(self, partitions: Iterable[int]) -> list[tuple[Outbox, Batch]]:
         """The pending batch of each partition (synchronous: call right after choosing offsets)."""
@@ -144,16 +156,32 @@ def _batch_sender(producer: Any) -> RecordSender:
 
 async def _commit_tps(self: Any, tps: Iterable[Any], start_new_transaction: bool) -> bool:
     # faust's Consumer._commit_tps, with the outbox taken and sent before the offsets commit.
+    hook = _HOOKS.get(self.app)
     commit_offsets = self._filter_committable_offsets(tps)
+    if hook is not None:
+        if hook.poisoned is not None:
+            return False  # the worker is crashing: nothing half-done may commit
+        commit_offsets = {
+            tp: offset
+            for tp, offset in hook.clamp(commit_offsets).items()
+            if self._should_commit(tp, offset)
+        }
     if not commit_offsets:
         return False
-    hook = _HOOKS.get(self.app)
     tids = _tids(self, commit_offsets) if hook is not None else {}
     taken = hook.take(tids) if hook is not None else []  # no await since choosing the offsets
     try:
         if hook is not None:
             producer = self.transactions.producer if self.in_transaction else self.app.producer
-            await hook.send(_batch_sender(producer), tids, taken)
+            try:
+                await hook.send(_batch_sender(producer), tids, taken)
+            except Exception as exc:
+                # The open transactions may hold part of a batch: they must never commit.
+                hook.poisoned = exc
+                if self.in_transaction:
+                    for tid in {t for t in tids.values() if t is not None}:
+                        await producer.abort_transaction(tid)
+                raise ProducerSendError(f"outbox send failed: {exc!r}") from exc
         await self._handle_attached(commit_offsets)
     except ProducerSendError as exc:
         await self.crash(exc)
@@ -181,6 +209,8 @@ async def _commit_transactions(
                 faust_aiokafka.logger.warning(
                     "Commit invoked for unknown transaction %s", transactional_id
                 )
+                if hook is not None:
+                    hook.aborted(transactional_id)  # nothing sent under it can commit now
                 continue
             await producer.send_offsets_to_transaction(offsets, group_id)
             await producer.commit_transaction()

@@ -23,6 +23,7 @@ class SideClients:
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._admin: AIOKafkaAdminClient | None = None
+        self._prober: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
         if self._producer is None:
@@ -66,7 +67,32 @@ class SideClients:
             out.update(await self._consumer.beginning_offsets(missing))
         return out
 
+    async def has_records(self, tp: TopicPartition, start: int, end: int) -> bool:
+        """Whether a read_committed reader finds any record in [start, end) of `tp`.
+
+        False means the offsets hold only transaction markers or aborted records.
+        """
+        if self._prober is None:
+            self._prober = AIOKafkaConsumer(
+                group_id=None,
+                enable_auto_commit=False,
+                isolation_level="read_committed",
+                **self.options,
+            )
+            await self._prober.start()
+        prober = self._prober
+        prober.assign([tp])
+        prober.seek(tp, start)
+        fetched = await prober.getmany(tp, timeout_ms=100)  # loopback-fast; else next run
+        if any(record.offset < end for record in fetched.get(tp, [])):
+            return True
+        position: int = await prober.position(tp)
+        return position < end  # not confirmed past the gap: assume records wait there
+
     async def close(self) -> None:
+        if self._prober is not None:
+            await self._prober.stop()
+            self._prober = None
         for client in (self._producer, self._consumer):
             if client is not None:
                 await client.stop()

@@ -67,6 +67,8 @@ class PartitionRuntime:
     outbox: Outbox
     watermark: PartitionWatermark
     tick_sent: float | None = None
+    #: Processed positions at the previous timer run (to tell a stalled input from a busy one).
+    last_positions: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -80,6 +82,9 @@ class Runtime:
     parts: dict[int, PartitionRuntime] = field(default_factory=dict)
     #: Partitions whose due index was rebuilt and whose start offsets are known.
     ready: set[int] = field(default_factory=set)
+    #: Bumped at every revocation and assignment: a timer run that awaited across one of
+    #: them works on a stale picture and stops.
+    generation: int = 0
 
     def part(self, partition: int) -> PartitionRuntime:
         runtime = self.parts.get(partition)
@@ -96,12 +101,20 @@ class Runtime:
         runtime = self.parts.get(partition)
         return None if runtime is None else runtime.outbox
 
+    def forget(self, partitions: set[int]) -> None:
+        """Drop these partitions' engines and outboxes (rebuilt from the table when ready)."""
+        for partition in partitions:
+            self.parts.pop(partition, None)
+        self.ready -= partitions
+        self.generation += 1
+
     def keep_only(self, assigned: set[int]) -> None:
         """A new assignment: forget partitions not in it (another worker may own them now, so
         their in-memory engine would be stale if they came back later)."""
         for gone in set(self.parts) - assigned:
             del self.parts[gone]
         self.ready &= assigned
+        self.generation += 1
 
     def reassign(self, active: set[int]) -> set[int]:
         """Drop revoked partitions; index the due times of newly assigned ones from the table.
@@ -193,7 +206,8 @@ def build_app(settings: Settings, clock: Clock | None = None) -> faust.App:
     table.key_serializer = table.value_serializer = "raw"  # type: ignore[attr-defined]
     table.changelog_topic = table._new_changelog_topic()  # type: ignore[attr-defined]
     runtime = Runtime(settings, policy, table, (order_name, aftersale_name))
-    eos_commit.register(app, CommitHook(table.changelog_topic.get_topic_name(), runtime.outbox))
+    commit_hook = CommitHook(table.changelog_topic.get_topic_name(), runtime.outbox)
+    eos_commit.register(app, commit_hook)
     contract_topic = {order_name: ORDER_TOPIC, aftersale_name: AFTERSALE_TOPIC}
     side = SideClients(settings.client_options(), settings.app_id)
 
@@ -220,18 +234,28 @@ def build_app(settings: Settings, clock: Clock | None = None) -> faust.App:
             partition, topic = message.partition, message.topic
             part = runtime.part(partition)
             now = clock.now()
-            if topic == ticks_name:
-                part.tick_sent = None
-            else:
-                part.watermark.processed(topic, message.offset)
-                handle(message, part, now)
-            # Fire what is due and safe: a tick asks for it, any other record is a free
-            # chance to (under load, deadlines fire without waiting for a tick).
-            wake = part.engine.next_wakeup()
-            if wake is not None and wake <= now:
-                safe = part.watermark.safe_until()
-                if safe is not None and wake <= safe:
-                    emit(part.engine.advance(min(now, safe)), part.outbox, now)
+            try:
+                if topic == ticks_name:
+                    part.tick_sent = None
+                else:
+                    part.watermark.processed(topic, message.offset)
+                    handle(message, part, now)
+                # Fire what is due and safe: a tick asks for it, any other record is a free
+                # chance to (under load, deadlines fire without waiting for a tick).
+                wake = part.engine.next_wakeup()
+                if wake is not None and wake <= now:
+                    safe = part.watermark.safe_until()
+                    if safe is not None and wake <= safe:
+                        emit(part.engine.advance(min(now, safe)), part.outbox, now)
+            except Exception as exc:
+                # A bug, not bad input (that is a dead letter): whatever this record half did
+                # must not commit. Stop committing, then stop the worker; its restart redoes
+                # the record from the last commit.
+                commit_hook.poisoned = exc
+                log.exception("processing %s[%d]@%d failed", topic, partition, message.offset)
+                await app.crash(exc)
+                return
+            part.outbox.processed(topic, message.offset)
 
     def handle(message: Any, part: PartitionRuntime, now: datetime) -> None:
         """Decode and apply one input record (or refuse it into dead letters)."""
@@ -262,6 +286,12 @@ def build_app(settings: Settings, clock: Clock | None = None) -> faust.App:
         except Exception:
             log.exception("deadline check failed; retrying on the next tick")
 
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def forget_revoked(app: faust.App, revoked: Any, **kwargs: Any) -> None:
+        # faust re-reads a partition it keeps from its committed offsets, so what the outbox
+        # holds beyond them would be done twice: start from the committed state instead.
+        runtime.forget({tp.partition for tp in revoked if tp.topic == aftersale_name})
+
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def forget_partitions_gone(app: faust.App, assigned: Any, **kwargs: Any) -> None:
         runtime.keep_only({tp.partition for tp in assigned if tp.topic == aftersale_name})
@@ -282,26 +312,42 @@ async def _check(
 ) -> None:
     if app.rebalancing or not app.tables.actives_ready:
         return
+    generation = runtime.generation
     aftersale_name = runtime.inputs[1]
     active = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == aftersale_name}
-    new = runtime.reassign(active)
     tps = [TopicPartition(t, p) for p in sorted(active) for t in runtime.inputs]
     if not tps:
+        runtime.reassign(active)
         return
-    if new:
-        # Reading resumes at the committed offset: everything before it was processed.
-        starts = await side.start_offsets(tp for tp in tps if tp.partition in new)
-        for tp, offset in starts.items():
+    # Reading resumes at the committed offset: everything before it was processed. Asked
+    # before the partition counts as ready, so a failed request is simply asked again.
+    starts: dict[TopicPartition, int] = {}
+    if active - runtime.ready:
+        starts = await side.start_offsets(tp for tp in tps if tp.partition not in runtime.ready)
+        if runtime.generation != generation or app.rebalancing:
+            return
+    new = runtime.reassign(active)
+    for tp, offset in starts.items():
+        if tp.partition in new:
             runtime.parts[tp.partition].watermark.start_at(tp.topic, offset)
     sampled_at = clock.now()  # before the request: the answer covers everything before it
     ends = await side.end_offsets(tps)
+    if runtime.generation != generation or app.rebalancing:
+        return
     now = clock.now()
     for partition in active:
-        part = runtime.parts[partition]
+        part = runtime.parts.get(partition)
+        if part is None or runtime.generation != generation:
+            return
         part.watermark.sample(
             sampled_at, {t: ends[TopicPartition(t, partition)] for t in runtime.inputs}
         )
         wake, safe = part.engine.next_wakeup(), part.watermark.safe_until()
+        if wake is not None and wake <= now and (safe is None or safe < wake):
+            await _skip_marker_gaps(part, partition, side)
+            if runtime.generation != generation:
+                return
+            safe = part.watermark.safe_until()
         if wake is None or safe is None or wake > min(now, safe):
             continue
         loop_now = asyncio.get_running_loop().time()
@@ -344,6 +390,18 @@ class LeanMonitor(Monitor):
 
     def on_message_out(self, tp: Any, offset: int, message: Any) -> None:
         return None
+
+
+async def _skip_marker_gaps(part: PartitionRuntime, partition: int, side: SideClients) -> None:
+    """A deadline waits for catch-up on an input that has not moved since the last check:
+    if the gap to its end offset holds no record (only transaction markers), it is read."""
+    behind = part.watermark.behind()
+    previous, part.last_positions = part.last_positions, dict(part.watermark.positions)
+    for topic, (position, end) in behind.items():
+        if previous.get(topic) != position:
+            continue  # still moving: the agent is reading its way there
+        if not await side.has_records(TopicPartition(topic, partition), position, end):
+            part.watermark.skip_to(topic, end)
 
 
 def _credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:

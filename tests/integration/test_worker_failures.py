@@ -127,3 +127,18 @@ async def test_two_workers_split_partitions_and_survive_a_rebalance(
     assert set(seen) == expected, first.tail()
     assert set(seen.values()) == {1}, [a for a, n in seen.items() if n > 1]
     assert b"Worker ready" in second.log.read_bytes()
+
+
+async def test_deadlines_fire_when_upstream_writes_in_transactions(
+    env: Env, workers: Callable[..., WorkerProcess]
+) -> None:
+    """A transaction's commit marker takes an offset no record has: the end offset of an idle
+    partition is then one past the last record, and the worker must still see it caught up."""
+    worker = workers()
+    worker.start()
+    await worker.wait_ready()
+    order = f"{env.prefix}o-1"
+    async with Feeder(env.prefix, transactional=True) as feed:
+        await feed.request(order, "c-1")
+    seen = await actions_once_all_there(env.prefix, {"c-1:merchant_review", "c-1:buyer_return"})
+    assert seen == Counter({"c-1:merchant_review": 1, "c-1:buyer_return": 1}), worker.tail()

@@ -138,12 +138,17 @@ class Feeder:
     """Produces records to the prefixed input topics and remembers them in order."""
 
     prefix: str
+    #: Write each record in its own transaction, as an upstream service with an outbox would.
+    transactional: bool = False
     producer: AIOKafkaProducer | None = None
     sent: list[bytes] = field(default_factory=list)
     ids: int = 0
 
     async def __aenter__(self) -> Feeder:
-        self.producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, linger_ms=0)
+        tid = f"{self.prefix}feeder-tx" if self.transactional else None
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=BOOTSTRAP, linger_ms=0, transactional_id=tid
+        )
         await self.producer.start()
         return self
 
@@ -172,7 +177,11 @@ class Feeder:
     async def raw(self, kind: str, value: bytes, key: bytes | None) -> None:
         assert self.producer is not None
         topic = self.prefix + ("order-events" if kind.startswith("order.") else "aftersale-events")
-        await self.producer.send_and_wait(topic, value, key=key)
+        if self.transactional:
+            async with self.producer.transaction():
+                await self.producer.send_and_wait(topic, value, key=key)
+        else:
+            await self.producer.send_and_wait(topic, value, key=key)
         self.sent.append(value)
 
     async def request(self, order_id: str, case_id: str, kind: str = "return_refund",

@@ -35,6 +35,21 @@ def test_backlog_must_be_read_before_the_sample_time_is_safe() -> None:
     assert mark.safe_until() == T0
 
 
+def test_a_gap_of_transaction_markers_is_reported_and_can_be_skipped() -> None:
+    mark = PartitionWatermark(TOPICS)
+    assert mark.behind() == {}  # no sample yet
+    mark.start_at("order-events", 0)
+    mark.processed("aftersale-events", 0)  # one record in a transaction: its marker is at 1
+    mark.sample(T0, {"order-events": 0, "aftersale-events": 2})
+    assert mark.safe_until() is None
+    assert mark.behind() == {"aftersale-events": (1, 2)}
+    mark.skip_to("aftersale-events", 2)  # the gap held no record
+    assert mark.behind() == {}
+    assert mark.safe_until() == T0
+    mark.skip_to("aftersale-events", 1)  # never backwards
+    assert mark.positions["aftersale-events"] == 2
+
+
 def test_idle_partitions_keep_up_from_their_start_position() -> None:
     mark = PartitionWatermark(TOPICS)
     mark.start_at("order-events", 5)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
+from aiokafka.structs import TopicPartition
+
 from streams.eos_commit import CommitHook
 from streams.orders import OrderState
 from streams.outbox import Outbox
@@ -97,3 +99,15 @@ async def test_a_batch_whose_offsets_were_not_committed_settles_with_the_next_co
     hook.committed("t0")
     assert sorted(locals_[0].data) == [b"o-1", b"o-2"]
     assert locals_[0].offsets == [100, 101]
+
+
+async def test_offsets_never_go_past_what_the_agent_processed() -> None:
+    """faust can ack a record its agent never saw (a hand-off landing after a revoke's
+    clear); the commit is clamped to the outbox's positions, and unknown partitions wait."""
+    outboxes, _ = _outboxes()
+    hook = CommitHook("cl", outboxes.get)
+    outboxes[0].processed("in", 41)  # next offset to process: 42
+    outboxes[1].processed("in", 7)
+    tp0, tp1, tp2 = (TopicPartition("in", p) for p in range(3))
+    tick1 = TopicPartition("ticks", 1)
+    assert hook.clamp({tp0: 50, tp1: 8, tp2: 3, tick1: 5}) == {tp0: 42, tp1: 8}
