@@ -31,16 +31,21 @@ class SideClients:
             await self._producer.start()
         if self._consumer is None:
             # read_committed: end offsets are the last stable offsets, as the worker reads
-            self._consumer = AIOKafkaConsumer(
-                group_id=None,
-                enable_auto_commit=False,
-                isolation_level="read_committed",
-                **self.options,
-            )
-            await self._consumer.start()
+            self._consumer = await self._committed_reader()
         if self._admin is None:
             self._admin = AIOKafkaAdminClient(**self.options)
             await self._admin.start()
+
+    async def _committed_reader(self) -> AIOKafkaConsumer:
+        """A started read_committed consumer outside any group."""
+        consumer = AIOKafkaConsumer(
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            **self.options,
+        )
+        await consumer.start()
+        return consumer
 
     async def tick(self, topic: str, partition: int) -> None:
         """Write an (empty) tick record to `partition` of `topic`."""
@@ -73,13 +78,7 @@ class SideClients:
         False means the offsets hold only transaction markers or aborted records.
         """
         if self._prober is None:
-            self._prober = AIOKafkaConsumer(
-                group_id=None,
-                enable_auto_commit=False,
-                isolation_level="read_committed",
-                **self.options,
-            )
-            await self._prober.start()
+            self._prober = await self._committed_reader()
         prober = self._prober
         prober.assign([tp])
         prober.seek(tp, start)

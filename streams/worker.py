@@ -111,10 +111,13 @@ class Runtime:
     def keep_only(self, assigned: set[int]) -> None:
         """A new assignment: forget partitions not in it (another worker may own them now, so
         their in-memory engine would be stale if they came back later)."""
-        for gone in set(self.parts) - assigned:
-            del self.parts[gone]
-        self.ready &= assigned
+        self._keep(assigned)
         self.generation += 1
+
+    def _keep(self, partitions: set[int]) -> None:
+        for gone in set(self.parts) - partitions:
+            del self.parts[gone]
+        self.ready &= partitions
 
     def reassign(self, active: set[int]) -> set[int]:
         """Drop revoked partitions; index the due times of newly assigned ones from the table.
@@ -122,9 +125,7 @@ class Runtime:
         The agent may already have created a partition's runtime (records can arrive before
         the first timer run); it still counts as new until it has been indexed here.
         """
-        for gone in set(self.parts) - active:
-            del self.parts[gone]
-        self.ready &= active
+        self._keep(active)
         new = active - self.ready
         for partition in sorted(new):
             part = self.part(partition)

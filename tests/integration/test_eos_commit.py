@@ -6,7 +6,6 @@ visible to read_committed consumers; what an aborted one carried reaches neither
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -17,23 +16,7 @@ from streams.outbox import Outbox
 from streams.policy import Policy
 from streams.state_codec import decode_state
 from tests.integration.endpoints import BOOTSTRAP
-from tests.unit.factories import T0, event
-
-
-class _Local:
-    def __init__(self) -> None:
-        self.data: dict[bytes, bytes] = {}
-        self.offsets: list[int | None] = []
-
-    def get(self, key: bytes) -> bytes | None:
-        return self.data.get(key)
-
-    def items(self) -> Iterator[tuple[bytes, bytes]]:
-        return iter(list(self.data.items()))
-
-    def write(self, items: Mapping[bytes, bytes], changelog_offset: int | None) -> None:
-        self.data.update(items)
-        self.offsets.append(changelog_offset)
+from tests.unit.factories import T0, DictLocalStore, event
 
 
 class _FaustProducer:
@@ -70,7 +53,7 @@ async def test_a_committed_batch_settles_and_an_aborted_one_does_not(topic: str)
     tid = f"{topic}-tx-1"
     producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, transactional_id=tid)
     await producer.start()
-    local = _Local()
+    local = DictLocalStore()
     outbox = Outbox(1, local)
     hook = CommitHook(changelog, {1: outbox}.get)
     sender = _batch_sender(_FaustProducer(tid, producer))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from itertools import count
 from typing import Any
@@ -53,3 +54,26 @@ def event(
 ) -> Event:
     """A decoded, validated Event."""
     return decode(orjson.dumps(body(event_type, at, order_id=order_id, **fields)))
+
+
+class DictLocalStore:
+    """A `streams.outbox.LocalStore` in a dict, recording every write and its offset."""
+
+    def __init__(self) -> None:
+        self.data: dict[bytes, bytes] = {}
+        self.writes: list[tuple[dict[bytes, bytes], int | None]] = []
+
+    @property
+    def offsets(self) -> list[int | None]:
+        """The changelog offset of each write, in order."""
+        return [offset for _, offset in self.writes]
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.data.get(key)
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        return iter(list(self.data.items()))
+
+    def write(self, items: Mapping[bytes, bytes], changelog_offset: int | None) -> None:
+        self.data.update(items)
+        self.writes.append((dict(items), changelog_offset))

@@ -2,32 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-
 from aiokafka.structs import TopicPartition
 
 from streams.eos_commit import CommitHook
 from streams.orders import OrderState
 from streams.outbox import Outbox
 from streams.state_codec import encode
+from tests.unit.factories import DictLocalStore
 
 STATE = encode(OrderState("o-1"))
-
-
-class _Local:
-    def __init__(self) -> None:
-        self.data: dict[bytes, bytes] = {}
-        self.offsets: list[int | None] = []
-
-    def get(self, key: bytes) -> bytes | None:
-        return self.data.get(key)
-
-    def items(self) -> Iterator[tuple[bytes, bytes]]:
-        return iter(list(self.data.items()))
-
-    def write(self, items: Mapping[bytes, bytes], changelog_offset: int | None) -> None:
-        self.data.update(items)
-        self.offsets.append(changelog_offset)
 
 
 class _Sender:
@@ -46,8 +29,8 @@ class _Sender:
         return self.offsets[topic]
 
 
-def _outboxes() -> tuple[dict[int, Outbox], dict[int, _Local]]:
-    locals_ = {p: _Local() for p in range(3)}
+def _outboxes() -> tuple[dict[int, Outbox], dict[int, DictLocalStore]]:
+    locals_ = {p: DictLocalStore() for p in range(3)}
     return {p: Outbox(p, local) for p, local in locals_.items()}, locals_
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
 from datetime import timedelta
 
 import pytest
@@ -11,29 +10,11 @@ from streams.engine import Engine
 from streams.outbox import Outbox, Output
 from streams.policy import Policy
 from streams.state_codec import decode_state
-from tests.unit.factories import T0, event
-
-
-class _Local:
-    """A LocalStore in a dict, recording every write."""
-
-    def __init__(self) -> None:
-        self.data: dict[bytes, bytes] = {}
-        self.writes: list[tuple[dict[bytes, bytes], int | None]] = []
-
-    def get(self, key: bytes) -> bytes | None:
-        return self.data.get(key)
-
-    def items(self) -> Iterator[tuple[bytes, bytes]]:
-        return iter(list(self.data.items()))
-
-    def write(self, items: Mapping[bytes, bytes], changelog_offset: int | None) -> None:
-        self.data.update(items)
-        self.writes.append((dict(items), changelog_offset))
+from tests.unit.factories import T0, DictLocalStore, event
 
 
 def test_nothing_reaches_the_local_store_before_its_batch_settles() -> None:
-    local = _Local()
+    local = DictLocalStore()
     outbox = Outbox(5, local)
     engine = Engine(Policy(), store=outbox)
     engine.apply(event("aftersale.requested"), T0)
@@ -62,7 +43,7 @@ def test_nothing_reaches_the_local_store_before_its_batch_settles() -> None:
 
 
 def test_a_later_write_wins_over_a_batch_in_flight() -> None:
-    local = _Local()
+    local = DictLocalStore()
     outbox = Outbox(0, local)
     engine = Engine(Policy(), store=outbox)
     engine.apply(event("aftersale.requested"), T0)
@@ -80,7 +61,7 @@ def test_a_later_write_wins_over_a_batch_in_flight() -> None:
 
 
 def test_an_empty_take_is_falsy_and_a_missing_order_is_a_key_error() -> None:
-    outbox = Outbox(0, _Local())
+    outbox = Outbox(0, DictLocalStore())
     assert not outbox.take()
     assert outbox.get("nope") is None
     with pytest.raises(KeyError, match="nope"):
