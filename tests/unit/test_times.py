@@ -123,6 +123,24 @@ def test_format_then_parse_round_trips(when: datetime) -> None:
     assert text.endswith("Z")
 
 
+@settings(max_examples=500, deadline=None)
+@given(
+    st.datetimes(
+        min_value=datetime(1, 1, 2),  # noqa: DTZ001 - hypothesis bounds are naive
+        max_value=datetime(9999, 12, 30),  # noqa: DTZ001
+        timezones=st.sampled_from([UTC, CHINA]),
+    ),
+    st.sampled_from([1, 1000, 1_000_000]),
+)
+def test_format_time_matches_isoformat(when: datetime, precision: int) -> None:
+    # the lookup-table formatter against the obvious one built on isoformat()
+    when = when.replace(microsecond=when.microsecond // precision * precision)
+    iso = when.astimezone(UTC).isoformat()[:26]  # YYYY-MM-DDTHH:MM:SS[.ffffff]
+    micro = when.microsecond
+    expected = iso[:19] if micro == 0 else iso[:23] if micro % 1000 == 0 else iso
+    assert format_time(when) == expected + "Z"
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     st.datetimes(
