@@ -34,6 +34,9 @@ class LocalStore(Protocol):
     def write(self, items: Mapping[bytes, bytes], changelog_offset: int | None) -> None:
         """Write `items` and the changelog offset they are current up to, atomically."""
 
+    def changelog_offset(self) -> int | None:
+        """The changelog offset the store is current up to (None: not kept)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Output:
@@ -125,6 +128,10 @@ class Outbox(MutableMapping[str, OrderState]):
     def emit(self, topic: str, key: bytes | None, value: bytes) -> None:
         """Queue an output record for this partition's next commit."""
         self._outputs.append(Output(topic, key, value))
+
+    def unsettled(self) -> set[str]:
+        """Orders whose newest state is not (yet) in the local store."""
+        return set(self._written) | set(self._committing)
 
     @property
     def pending(self) -> bool:

@@ -48,6 +48,10 @@ class RocksPartition:
             batch.put(self.offset_key, str(changelog_offset).encode())
         self.db.write(batch)
 
+    def changelog_offset(self) -> int | None:
+        stored: bytes | None = self.db.get(self.offset_key)
+        return None if stored is None else int(stored)
+
 
 class MemoryPartition:
     """One partition's share of a faust memory store (one dict for all partitions)."""
@@ -68,6 +72,9 @@ class MemoryPartition:
     def write(self, items: Mapping[bytes, bytes], changelog_offset: int | None) -> None:
         # the memory store replays the whole changelog on every start: no offset to keep
         self.data.update(items)
+
+    def changelog_offset(self) -> int | None:
+        return None
 
 
 def local_partition(

@@ -11,8 +11,9 @@
   and output records wait in the partition's outbox; at each commit they go into the
   partition's transaction together with the input offsets, and reach the local store only
   once that transaction has committed.
-* Deadlines: each partition has its own engine with a timer wheel, rebuilt from the table when
-  the partition is assigned and dropped when revoked. A guarded timer finds partitions with
+* Deadlines: each partition has its own engine with a timer wheel, built from the table when
+  the partition is assigned; a revoked one is parked and reused if the partition comes back
+  unchanged (`runtime.py`). A guarded timer finds partitions with
   something due and writes a small tick record to that partition of the internal ticks topic;
   the agent fires on the tick, inside stream iteration, in input order. Ticks are
   at-least-once; a duplicate finds nothing due. Ticks go through a plain producer of their
@@ -27,8 +28,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-import time
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -38,120 +37,23 @@ from aiokafka.structs import TopicPartition
 from faust.sensors.monitor import Monitor
 
 from streams import eos_commit, faust_fixes, faust_speedups
-from streams.catchup import PartitionWatermark
 from streams.clock import Clock, SystemClock
 from streams.deadletters import dead_letter
 from streams.effects import Action, Effect, Reminder
-from streams.engine import Engine
 from streams.eos_commit import CommitHook
 from streams.errors import InputError, SchemaViolation
 from streams.events import AFTERSALE_TOPIC, ORDER_TOPIC, decode
 from streams.outbox import Outbox
-from streams.policy import Policy, load_policy
+from streams.policy import load_policy
+from streams.runtime import PartitionRuntime, Runtime
 from streams.settings import Settings
 from streams.side_clients import SideClients
-from streams.table_store import local_partition
 from streams.times import EPOCH
 
 log = logging.getLogger("aftersale.worker")
 
 #: Re-send a tick for a partition when the last one has not been handled after this long.
 TICK_RESEND_S = 1.0
-
-
-@dataclass(slots=True)
-class PartitionRuntime:
-    """What a worker keeps in memory for one partition it owns as active."""
-
-    engine: Engine
-    outbox: Outbox
-    watermark: PartitionWatermark
-    tick_sent: float | None = None
-    #: Processed positions at the previous timer run (to tell a stalled input from a busy one).
-    last_positions: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class Runtime:
-    """Per-partition engines, outboxes and watermarks of this worker."""
-
-    settings: Settings
-    policy: Policy
-    table: Any
-    inputs: tuple[str, str]
-    parts: dict[int, PartitionRuntime] = field(default_factory=dict)
-    #: Partitions whose due index was rebuilt and whose start offsets are known.
-    ready: set[int] = field(default_factory=set)
-    #: Bumped at every revocation and assignment: a timer run that awaited across one of
-    #: them works on a stale picture and stops.
-    generation: int = 0
-
-    def part(self, partition: int) -> PartitionRuntime:
-        runtime = self.parts.get(partition)
-        if runtime is None:
-            local = local_partition(self.table, partition, self.settings.partitions)
-            outbox = Outbox(partition, local)
-            runtime = PartitionRuntime(
-                Engine(self.policy, store=outbox), outbox, PartitionWatermark(self.inputs)
-            )
-            self.parts[partition] = runtime
-        return runtime
-
-    def outbox(self, partition: int) -> Outbox | None:
-        runtime = self.parts.get(partition)
-        return None if runtime is None else runtime.outbox
-
-    def forget(self, partitions: set[int]) -> None:
-        """Drop these partitions' engines and outboxes (rebuilt from the table when ready)."""
-        for partition in partitions:
-            self.parts.pop(partition, None)
-        self.ready -= partitions
-        self.generation += 1
-
-    def keep_only(self, assigned: set[int]) -> None:
-        """A new assignment: forget partitions not in it (another worker may own them now, so
-        their in-memory engine would be stale if they came back later)."""
-        self._keep(assigned)
-        self.generation += 1
-
-    def _keep(self, partitions: set[int]) -> None:
-        for gone in set(self.parts) - partitions:
-            del self.parts[gone]
-        self.ready &= partitions
-
-    def reassign(self, active: set[int]) -> set[int]:
-        """Drop revoked partitions; index the due times of newly assigned ones from the table.
-
-        The agent may already have created a partition's runtime (records can arrive before
-        the first timer run); it still counts as new until it has been indexed here.
-        """
-        self._keep(active)
-        new = active - self.ready
-        for partition in sorted(new):
-            part = self.part(partition)
-            started = time.perf_counter()
-            orders, due = rebuild_due_index(part.engine, part.outbox, self.policy)
-            log.info(
-                "partition %d: %d orders, %d with a deadline, indexed in %.1f s",
-                partition,
-                orders,
-                due,
-                time.perf_counter() - started,
-            )
-        self.ready |= new
-        return new
-
-
-def rebuild_due_index(engine: Engine, outbox: Outbox, policy: Policy) -> tuple[int, int]:
-    """Schedule every order of the partition at its next due time; (orders, scheduled)."""
-    orders = 0
-    schedule = engine.wheel.schedule
-    for order_id, state in outbox.states():
-        orders += 1
-        due = state.next_due(policy)
-        if due is not None:
-            schedule(order_id, due)
-    return orders, len(engine.wheel)
 
 
 #: faust settings for throughput, measured with bench/stream.py (a) and bench/faust_probe.py.

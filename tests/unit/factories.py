@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from itertools import count
+from pathlib import Path
 from typing import Any
 
 import orjson
+import rocksdict
+from faust.stores.rocksdb import RocksDBOptions
 
 from streams.events import Event, decode
 from streams.times import format_time
@@ -77,3 +80,38 @@ class DictLocalStore:
     def write(self, items: Mapping[bytes, bytes], changelog_offset: int | None) -> None:
         self.data.update(items)
         self.writes.append((dict(items), changelog_offset))
+
+    def changelog_offset(self) -> int | None:
+        offsets = [offset for offset in self.offsets if offset is not None]
+        return offsets[-1] if offsets else None
+
+
+class FaustRocksStore:
+    """The two things RocksPartition uses of faust's rocksdb Store, over real databases."""
+
+    offset_key = b"__faust\0offset__"
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._dbs: dict[int, rocksdict.Rdict] = {}
+
+    def _db_for_partition(self, partition: int) -> rocksdict.Rdict:
+        if partition not in self._dbs:
+            path = self.folder / f"p{partition}.db"
+            self._dbs[partition] = RocksDBOptions(use_rocksdict=True).open(path)
+        return self._dbs[partition]
+
+    def persisted_offset(self, partition: int) -> int | None:
+        value = self._db_for_partition(partition).get(self.offset_key)
+        return None if value is None else int(value)
+
+    def close(self) -> None:
+        for db in self._dbs.values():
+            db.close()
+
+
+class FaustTable:
+    """A faust table as `streams.table_store.local_partition` sees it: its store."""
+
+    def __init__(self, data: Any) -> None:
+        self.data = data

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import rocksdict
 from aiokafka.partitioner import DefaultPartitioner
-from faust.stores.rocksdb import RocksDBOptions
 from hypothesis import given
 from hypothesis import strategies as st
 
 from streams.table_store import MemoryPartition, RocksPartition, local_partition, partition_of
+from tests.unit.factories import FaustRocksStore, FaustTable
 
 
 @given(st.text(min_size=1, max_size=40), st.integers(1, 64))
@@ -20,38 +18,9 @@ def test_partition_of_matches_kafkas_default_partitioner(key: str, partitions: i
     assert partition_of(key, partitions) == expected
 
 
-class _FaustRocksStore:
-    """The two things RocksPartition uses of faust's rocksdb Store, over real databases."""
-
-    offset_key = b"__faust\0offset__"
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self._dbs: dict[int, rocksdict.Rdict] = {}
-
-    def _db_for_partition(self, partition: int) -> rocksdict.Rdict:
-        if partition not in self._dbs:
-            path = self.folder / f"p{partition}.db"
-            self._dbs[partition] = RocksDBOptions(use_rocksdict=True).open(path)
-        return self._dbs[partition]
-
-    def persisted_offset(self, partition: int) -> int | None:
-        value = self._db_for_partition(partition).get(self.offset_key)
-        return None if value is None else int(value)
-
-    def close(self) -> None:
-        for db in self._dbs.values():
-            db.close()
-
-
-class _Table:
-    def __init__(self, data: Any) -> None:
-        self.data = data
-
-
 def test_rocks_partition_writes_items_and_the_changelog_offset_together(tmp_path: Path) -> None:
-    store = _FaustRocksStore(tmp_path)
-    local = local_partition(_Table(store), 3, 12)
+    store = FaustRocksStore(tmp_path)
+    local = local_partition(FaustTable(store), 3, 12)
     assert isinstance(local, RocksPartition)
     assert local.get(b"o-1") is None
     local.write({b"o-1": b"one", b"o-2": b"two"}, changelog_offset=41)
@@ -59,6 +28,7 @@ def test_rocks_partition_writes_items_and_the_changelog_offset_together(tmp_path
     assert local.get(b"o-1") == b"uno"
     assert sorted(local.items()) == [(b"o-1", b"uno"), (b"o-2", b"two")]  # no offset key
     assert store.persisted_offset(3) == 41
+    assert local.changelog_offset() == 41
     assert store.persisted_offset(4) is None  # other partitions have their own database
     store.close()
 
@@ -67,9 +37,10 @@ def test_memory_partition_sees_only_its_own_keys() -> None:
     data: dict[bytes, bytes] = {}
     keys = [f"o-{i}" for i in range(40)]
     mine = [k for k in keys if partition_of(k, 4) == 1]
-    local = local_partition(_Table(type("S", (), {"data": data})()), 1, 4)
+    local = local_partition(FaustTable(type("S", (), {"data": data})()), 1, 4)
     assert isinstance(local, MemoryPartition)
     local.write({k.encode(): b"x" for k in keys}, changelog_offset=7)
     assert sorted(k.decode() for k, _ in local.items()) == sorted(mine)
     assert local.get(b"o-0") == b"x"
     assert len(data) == 40
+    assert local.changelog_offset() is None  # the memory store keeps no offset

@@ -1,0 +1,171 @@
+"""What a worker keeps in memory per partition: engine, outbox, catch-up watermark.
+
+A partition's due index (the engine's timer wheel) is built by reading every order of the
+partition from the local store: about 8 s for a million orders. A rebalance revokes every
+partition of the worker (aiokafka's eager protocol) and most come straight back, so the
+index of a revoked partition is parked rather than dropped:
+
+    revoked:  park the wheel, the orders with changes not yet settled in the local store,
+              and the changelog offset the local store is at
+    assigned: the local store still at that offset (nobody else wrote the partition in
+              between): reuse the wheel and re-index only those orders from their committed
+              state; otherwise (or without an offset: the memory store) re-index everything
+
+Stale entries in a reused wheel are harmless: the engine fires an order only when its own
+state says something is due, and then re-indexes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from streams.catchup import PartitionWatermark
+from streams.engine import Engine
+from streams.outbox import Outbox
+from streams.policy import Policy
+from streams.settings import Settings
+from streams.table_store import local_partition
+from streams.timers import TimerWheel
+
+log = logging.getLogger("aftersale.worker")
+
+
+@dataclass(slots=True)
+class PartitionRuntime:
+    """What a worker keeps in memory for one partition it owns as active."""
+
+    engine: Engine
+    outbox: Outbox
+    watermark: PartitionWatermark
+    tick_sent: float | None = None
+    #: Processed positions at the previous timer run (to tell a stalled input from a busy one).
+    last_positions: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Parked:
+    """The due index of a revoked partition, kept in case the partition comes back."""
+
+    wheel: TimerWheel
+    #: Orders whose newest state was not yet in the local store: their entries may be wrong.
+    unsettled: frozenset[str]
+    changelog_offset: int
+
+
+@dataclass(slots=True)
+class Runtime:
+    """Per-partition engines, outboxes and watermarks of this worker."""
+
+    settings: Settings
+    policy: Policy
+    table: Any
+    inputs: tuple[str, str]
+    parts: dict[int, PartitionRuntime] = field(default_factory=dict)
+    #: Partitions whose due index is complete and whose start offsets are known.
+    ready: set[int] = field(default_factory=set)
+    #: Bumped at every revocation and assignment: a timer run that awaited across one of
+    #: them works on a stale picture and stops.
+    generation: int = 0
+    parked: dict[int, Parked] = field(default_factory=dict)
+    #: Partitions whose runtime was created with a parked index that still holds.
+    reused: set[int] = field(default_factory=set)
+
+    def part(self, partition: int) -> PartitionRuntime:
+        runtime = self.parts.get(partition)
+        if runtime is None:
+            local = local_partition(self.table, partition, self.settings.partitions)
+            outbox = Outbox(partition, local)
+            engine = Engine(self.policy, store=outbox, wheel=self._unpark(partition, outbox))
+            runtime = PartitionRuntime(engine, outbox, PartitionWatermark(self.inputs))
+            self.parts[partition] = runtime
+        return runtime
+
+    def outbox(self, partition: int) -> Outbox | None:
+        runtime = self.parts.get(partition)
+        return None if runtime is None else runtime.outbox
+
+    def forget(self, partitions: set[int]) -> None:
+        """Revoked: drop these partitions' engines and outboxes, parking complete indexes."""
+        for partition in partitions:
+            part = self.parts.pop(partition, None)
+            if part is None or partition not in self.ready:
+                continue
+            offset = part.outbox.local.changelog_offset()
+            if offset is not None:
+                self.parked[partition] = Parked(
+                    part.engine.wheel, frozenset(part.outbox.unsettled()), offset
+                )
+        self.ready -= partitions
+        self.reused -= partitions
+        self.generation += 1
+
+    def keep_only(self, assigned: set[int]) -> None:
+        """A new assignment: forget partitions not in it (another worker may own them now, so
+        their in-memory engine would be stale if they came back later)."""
+        self._keep(assigned)
+        self.generation += 1
+
+    def _keep(self, partitions: set[int]) -> None:
+        for gone in set(self.parts) - partitions:
+            del self.parts[gone]
+        for gone in set(self.parked) - partitions:
+            del self.parked[gone]
+        self.ready &= partitions
+        self.reused &= partitions
+
+    def _unpark(self, partition: int, outbox: Outbox) -> TimerWheel | None:
+        """The parked wheel of `partition` if the local store has not moved since, with the
+        orders that were unsettled re-indexed from their committed state; else None."""
+        parked = self.parked.pop(partition, None)
+        if parked is None or outbox.local.changelog_offset() != parked.changelog_offset:
+            return None
+        wheel = parked.wheel
+        for order_id in parked.unsettled:
+            state = outbox.get(order_id)
+            wheel.schedule(order_id, None if state is None else state.next_due(self.policy))
+        self.reused.add(partition)
+        return wheel
+
+    def reassign(self, active: set[int]) -> set[int]:
+        """Drop revoked partitions; index the due times of newly assigned ones from the table.
+
+        The agent may already have created a partition's runtime (records can arrive before
+        the first timer run); it still counts as new until it has been indexed here.
+        """
+        self._keep(active)
+        new = active - self.ready
+        for partition in sorted(new):
+            started = time.perf_counter()
+            part = self.part(partition)
+            if partition in self.reused:
+                log.info(
+                    "partition %d: due index kept across the rebalance (%d scheduled)",
+                    partition,
+                    len(part.engine.wheel),
+                )
+                continue
+            orders, due = rebuild_due_index(part.engine, part.outbox, self.policy)
+            log.info(
+                "partition %d: %d orders, %d with a deadline, indexed in %.1f s",
+                partition,
+                orders,
+                due,
+                time.perf_counter() - started,
+            )
+        self.ready |= new
+        return new
+
+
+def rebuild_due_index(engine: Engine, outbox: Outbox, policy: Policy) -> tuple[int, int]:
+    """Schedule every order of the partition at its next due time; (orders, scheduled)."""
+    orders = 0
+    schedule = engine.wheel.schedule
+    for order_id, state in outbox.states():
+        orders += 1
+        due = state.next_due(policy)
+        if due is not None:
+            schedule(order_id, due)
+    return orders, len(engine.wheel)

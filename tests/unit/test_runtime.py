@@ -1,0 +1,124 @@
+"""Per-partition runtime: the due index across a rebalance (parked, reused or rebuilt)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from streams import runtime as runtime_module
+from streams.policy import Policy
+from streams.runtime import Runtime
+from streams.settings import Settings
+from streams.state_codec import encode
+from streams.table_store import local_partition
+from tests.unit.factories import T0, FaustRocksStore, FaustTable, event
+
+#: Deadlines only: the wheel then holds one due time per open case.
+POLICY = Policy(reminders={"merchant_review": (), "buyer_return": (), "merchant_receipt": ()})
+REVIEW = POLICY.deadlines["merchant_review"]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[FaustRocksStore]:
+    rocks = FaustRocksStore(tmp_path)
+    yield rocks
+    rocks.close()
+
+
+def _runtime(table_store: object) -> Runtime:
+    return Runtime(Settings(partitions=1), POLICY, FaustTable(table_store), ("o", "a"))
+
+
+def _owned_with_one_settled_and_two_unsettled_changes(runtime: Runtime) -> None:
+    """o-1 requested and committed; then, not committed: o-2 requested and o-1 approved."""
+    runtime.reassign({0})
+    part = runtime.part(0)
+    part.engine.apply(event("aftersale.requested", order_id="o-1"), T0)
+    batch = part.outbox.take()
+    batch.changelog_offset = 5
+    part.outbox.settle(batch)
+    part.engine.apply(event("aftersale.requested", timedelta(hours=1), order_id="o-2"), T0)
+    part.engine.apply(event("aftersale.approved", timedelta(hours=2), order_id="o-1"), T0)
+    assert part.engine.next_wakeup() == T0 + timedelta(hours=1) + REVIEW  # o-2
+
+
+def _no_full_rebuild(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object) -> tuple[int, int]:
+        raise AssertionError("the due index was rebuilt from the whole table")
+
+    monkeypatch.setattr(runtime_module, "rebuild_due_index", refuse)
+
+
+def test_a_partition_back_unchanged_keeps_its_index_and_reindexes_unsettled_orders(
+    store: FaustRocksStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = _runtime(store)
+    _owned_with_one_settled_and_two_unsettled_changes(runtime)
+    wheel = runtime.part(0).engine.wheel
+    runtime.forget({0})
+    runtime.keep_only({0})
+    _no_full_rebuild(monkeypatch)
+    assert runtime.reassign({0}) == {0}
+    engine = runtime.part(0).engine
+    assert engine.wheel is wheel
+    # what was not committed is gone: o-2 unscheduled, o-1 back at its review deadline
+    assert len(engine.wheel) == 1
+    assert engine.next_wakeup() == T0 + REVIEW
+    fired = engine.advance(T0 + REVIEW)
+    assert [(a.type, a.order_id) for a in fired] == [("auto_approve", "o-1")]  # type: ignore[union-attr]
+
+
+def test_the_agent_creating_the_runtime_first_still_gets_the_parked_index(
+    store: FaustRocksStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = _runtime(store)
+    _owned_with_one_settled_and_two_unsettled_changes(runtime)
+    runtime.forget({0})
+    runtime.keep_only({0})
+    _no_full_rebuild(monkeypatch)
+    runtime.part(0)  # a record arrived before the timer's first run
+    runtime.reassign({0})
+    assert runtime.part(0).engine.next_wakeup() == T0 + REVIEW
+
+
+def test_a_partition_written_elsewhere_meanwhile_is_indexed_in_full(
+    store: FaustRocksStore,
+) -> None:
+    runtime = _runtime(store)
+    _owned_with_one_settled_and_two_unsettled_changes(runtime)
+    wheel = runtime.part(0).engine.wheel
+    runtime.forget({0})
+    assert runtime.parked[0].changelog_offset == 5
+    # another worker owned the partition for a while; recovery brought its changes in
+    elsewhere = _runtime(store).part(0).engine
+    elsewhere.apply(event("aftersale.requested", timedelta(hours=3), order_id="o-3"), T0)
+    state = elsewhere.store["o-3"]
+    local_partition(FaustTable(store), 0, 1).write({b"o-3": encode(state)}, changelog_offset=9)
+    runtime.keep_only({0})
+    runtime.reassign({0})
+    engine = runtime.part(0).engine
+    assert engine.wheel is not wheel
+    assert len(engine.wheel) == 2  # o-1 and o-3, both read from the table
+    fired = engine.advance(T0 + timedelta(hours=3) + REVIEW)
+    assert sorted(a.order_id for a in fired) == ["o-1", "o-3"]
+
+
+def test_a_partition_assigned_elsewhere_drops_its_parked_index(store: FaustRocksStore) -> None:
+    runtime = _runtime(store)
+    _owned_with_one_settled_and_two_unsettled_changes(runtime)
+    runtime.forget({0})
+    assert set(runtime.parked) == {0}
+    runtime.keep_only(set())
+    assert runtime.parked == {}
+
+
+def test_the_memory_store_keeps_no_offset_so_nothing_is_parked() -> None:
+    memory = type("MemoryStore", (), {"data": {}})()
+    runtime = _runtime(memory)
+    runtime.reassign({0})
+    runtime.part(0).engine.apply(event("aftersale.requested", order_id="o-1"), T0)
+    runtime.forget({0})
+    assert runtime.parked == {}
