@@ -71,6 +71,8 @@ class Outbox(MutableMapping[str, OrderState]):
     _written: dict[str, OrderState] = field(default_factory=dict)
     _committing: dict[str, OrderState] = field(default_factory=dict)
     _outputs: list[Output] = field(default_factory=list)
+    #: Orders of aborted batches: the engine's due index may still hold their aborted state.
+    _aborted: set[str] = field(default_factory=set)
     _in_flight: int = 0
     #: Next offset to process of each topic of this partition, as far as this outbox saw:
     #: a commit never goes past it (faust can ack records the agent never saw).
@@ -130,8 +132,8 @@ class Outbox(MutableMapping[str, OrderState]):
         self._outputs.append(Output(topic, key, value))
 
     def unsettled(self) -> set[str]:
-        """Orders whose newest state is not (yet) in the local store."""
-        return set(self._written) | set(self._committing)
+        """Orders whose newest state, as the engine last saw it, is not in the local store."""
+        return set(self._written) | set(self._committing) | self._aborted
 
     @property
     def pending(self) -> bool:
@@ -159,7 +161,9 @@ class Outbox(MutableMapping[str, OrderState]):
         (The worker drops a revoked partition's outbox anyway; this keeps a live one honest.)
         """
         for key in batch.states:
-            self._committing.pop(key.decode("utf-8"), None)
+            order_id = key.decode("utf-8")
+            self._committing.pop(order_id, None)
+            self._aborted.add(order_id)
         self._done(batch)
 
     def _done(self, batch: Batch) -> None:

@@ -11,8 +11,12 @@ index of a revoked partition is parked rather than dropped:
               between): reuse the wheel and re-index only those orders from their committed
               state; otherwise (or without an offset: the memory store) re-index everything
 
-Stale entries in a reused wheel are harmless: the engine fires an order only when its own
-state says something is due, and then re-indexes it.
+Reuse relies on the wheel holding, for every order whose state is settled in the local
+store, that state's due time; the orders the outbox cannot vouch for (written, being
+committed, or in an aborted batch) are exactly the ones re-indexed. An entry earlier than the
+order's due time is harmless: the engine fires an order only when its own state says
+something is due, and then re-indexes it. Superseded entries stay in the wheel until their
+64-second slot comes round, as they do between rebalances.
 """
 
 from __future__ import annotations
@@ -91,7 +95,8 @@ class Runtime:
         """Revoked: drop these partitions' engines and outboxes, parking complete indexes."""
         for partition in partitions:
             part = self.parts.pop(partition, None)
-            if part is None or partition not in self.ready:
+            # complete: indexed here, or built on a parked index that still held
+            if part is None or not (partition in self.ready or partition in self.reused):
                 continue
             offset = part.outbox.local.changelog_offset()
             if offset is not None:

@@ -122,3 +122,39 @@ def test_the_memory_store_keeps_no_offset_so_nothing_is_parked() -> None:
     runtime.part(0).engine.apply(event("aftersale.requested", order_id="o-1"), T0)
     runtime.forget({0})
     assert runtime.parked == {}
+
+
+def test_orders_of_an_aborted_batch_are_reindexed_when_the_index_is_reused(
+    store: FaustRocksStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = _runtime(store)
+    runtime.reassign({0})
+    part = runtime.part(0)
+    part.engine.apply(event("aftersale.requested", order_id="o-1"), T0)
+    settled = part.outbox.take()
+    settled.changelog_offset = 5
+    part.outbox.settle(settled)
+    part.engine.apply(event("aftersale.approved", timedelta(hours=1), order_id="o-1"), T0)
+    part.outbox.abandon(part.outbox.take())  # its transaction aborted: o-1 is back at review
+    runtime.forget({0})
+    runtime.keep_only({0})
+    _no_full_rebuild(monkeypatch)
+    runtime.reassign({0})
+    assert runtime.part(0).engine.next_wakeup() == T0 + REVIEW
+
+
+def test_an_index_reused_by_the_agent_is_parked_again_before_the_timer_ran(
+    store: FaustRocksStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = _runtime(store)
+    _owned_with_one_settled_and_two_unsettled_changes(runtime)
+    wheel = runtime.part(0).engine.wheel
+    runtime.forget({0})
+    runtime.keep_only({0})
+    runtime.part(0)  # the agent got a record; then another rebalance, before `reassign`
+    runtime.forget({0})
+    runtime.keep_only({0})
+    _no_full_rebuild(monkeypatch)
+    runtime.reassign({0})
+    assert runtime.part(0).engine.wheel is wheel
+    assert runtime.part(0).engine.next_wakeup() == T0 + REVIEW
