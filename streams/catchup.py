@@ -33,6 +33,9 @@ class PartitionWatermark:
 
     topics: tuple[str, ...]
     keep: int = 64
+    #: Next offset to read per topic of the partition: processed, or known to hold nothing to
+    #: process (the committed start, a gap of transaction markers). The agent also records the
+    #: ticks topic here. Commits never go past these (`CommitHook.clamp`).
     positions: dict[str, int] = field(default_factory=dict)
     safe: datetime | None = None
     _samples: deque[_Sample] = field(default_factory=deque)

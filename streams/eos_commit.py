@@ -39,9 +39,16 @@ _HOOKS: weakref.WeakKeyDictionary[Any, CommitHook] = weakref.WeakKeyDictionary()
 class CommitHook:
     """Takes, sends and settles the outboxes of one app's partitions."""
 
-    def __init__(self, changelog_topic: str, outbox_for: Callable[[int], Outbox | None]) -> None:
+    def __init__(
+        self,
+        changelog_topic: str,
+        outbox_for: Callable[[int], Outbox | None],
+        positions_for: Callable[[int], Mapping[str, int] | None],
+    ) -> None:
         self.changelog_topic = changelog_topic
         self.outbox_for = outbox_for
+        #: Next offset to process of each topic of a partition, as far as its agent got.
+        self.positions_for = positions_for
         #: Batches sent in the open transaction of each transactional id (None: no transactions).
         self._sent: dict[str | None, list[tuple[Outbox, Batch]]] = {}
         #: Set when a send failed or processing broke: nothing may commit any more.
@@ -51,8 +58,8 @@ class CommitHook:
         """faust's chosen offsets, never past what the agent processed (dropped if unknown)."""
         clamped = {}
         for tp, offset in offsets.items():
-            outbox = self.outbox_for(tp.partition)
-            position = None if outbox is None else outbox.positions.get(tp.topic)
+            positions = self.positions_for(tp.partition)
+            position = None if positions is None else positions.get(tp.topic)
             if position is not None:
                 clamped[tp] = min(offset, position)
         return clamped

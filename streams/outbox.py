@@ -74,9 +74,6 @@ class Outbox(MutableMapping[str, OrderState]):
     #: Orders of aborted batches: the engine's due index may still hold their aborted state.
     _aborted: set[str] = field(default_factory=set)
     _in_flight: int = 0
-    #: Next offset to process of each topic of this partition, as far as this outbox saw:
-    #: a commit never goes past it (faust can ack records the agent never saw).
-    positions: dict[str, int] = field(default_factory=dict)
 
     # MutableMapping over states -------------------------------------------------------
     def __getitem__(self, order_id: str) -> OrderState:
@@ -123,10 +120,6 @@ class Outbox(MutableMapping[str, OrderState]):
                 yield order_id, decode_state(data)
 
     # outputs and commits ----------------------------------------------------------------
-    def processed(self, topic: str, offset: int) -> None:
-        """The record at `offset` of `topic` (this partition) is fully processed."""
-        self.positions[topic] = offset + 1
-
     def emit(self, topic: str, key: bytes | None, value: bytes) -> None:
         """Queue an output record for this partition's next commit."""
         self._outputs.append(Output(topic, key, value))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,6 +91,11 @@ class Runtime:
     def outbox(self, partition: int) -> Outbox | None:
         runtime = self.parts.get(partition)
         return None if runtime is None else runtime.outbox
+
+    def positions(self, partition: int) -> Mapping[str, int] | None:
+        """Next offset to process per topic of `partition` (commits never go past them)."""
+        runtime = self.parts.get(partition)
+        return None if runtime is None else runtime.watermark.positions
 
     def forget(self, partitions: set[int]) -> None:
         """Revoked: drop these partitions' engines and outboxes, parking complete indexes."""

@@ -109,7 +109,9 @@ def build_app(settings: Settings, clock: Clock | None = None) -> faust.App:
     table.key_serializer = table.value_serializer = "raw"  # type: ignore[attr-defined]
     table.changelog_topic = table._new_changelog_topic()  # type: ignore[attr-defined]
     runtime = Runtime(settings, policy, table, (order_name, aftersale_name))
-    commit_hook = CommitHook(table.changelog_topic.get_topic_name(), runtime.outbox)
+    commit_hook = CommitHook(
+        table.changelog_topic.get_topic_name(), runtime.outbox, runtime.positions
+    )
     eos_commit.register(app, commit_hook)
     contract_topic = {order_name: ORDER_TOPIC, aftersale_name: AFTERSALE_TOPIC}
     side = SideClients(settings.client_options(), settings.app_id)
@@ -138,10 +140,12 @@ def build_app(settings: Settings, clock: Clock | None = None) -> faust.App:
             part = runtime.part(partition)
             now = clock.now()
             try:
+                # Read, for catch-up and for the commit (which cannot run before this record is
+                # done, and never runs once processing has failed).
+                part.watermark.processed(topic, message.offset)
                 if topic == ticks_name:
                     part.tick_sent = None
                 else:
-                    part.watermark.processed(topic, message.offset)
                     handle(message, part, now)
                 # Fire what is due and safe: a tick asks for it, any other record is a free
                 # chance to (under load, deadlines fire without waiting for a tick).
@@ -158,7 +162,6 @@ def build_app(settings: Settings, clock: Clock | None = None) -> faust.App:
                 log.exception("processing %s[%d]@%d failed", topic, partition, message.offset)
                 await app.crash(exc)
                 return
-            part.outbox.processed(topic, message.offset)
 
     def handle(message: Any, part: PartitionRuntime, now: datetime) -> None:
         """Decode and apply one input record (or refuse it into dead letters)."""

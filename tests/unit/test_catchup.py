@@ -117,3 +117,15 @@ def test_safe_time_never_passes_an_unread_record(
             unread = written[topic][read[topic] :]
             # every record written before the safe instant has been read
             assert all(T0 + second * S >= safe for second in unread)
+
+
+def test_a_topic_outside_the_inputs_is_recorded_without_holding_catch_up_back() -> None:
+    mark = PartitionWatermark(TOPICS)
+    mark.start_at("order-events", 0)
+    mark.start_at("aftersale-events", 0)
+    mark.sample(T0, {"order-events": 1, "aftersale-events": 0})
+    mark.processed("ticks", 4)  # the worker records its ticks topic too (for the commit)
+    assert mark.positions["ticks"] == 5
+    assert mark.safe_until() is None
+    mark.processed("order-events", 0)
+    assert mark.safe_until() == T0

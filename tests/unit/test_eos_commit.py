@@ -29,6 +29,10 @@ class _Sender:
         return self.offsets[topic]
 
 
+def _no_positions(partition: int) -> None:
+    return None
+
+
 def _outboxes() -> tuple[dict[int, Outbox], dict[int, DictLocalStore]]:
     locals_ = {p: DictLocalStore() for p in range(3)}
     return {p: Outbox(p, local) for p, local in locals_.items()}, locals_
@@ -36,7 +40,7 @@ def _outboxes() -> tuple[dict[int, Outbox], dict[int, DictLocalStore]]:
 
 async def test_a_batch_settles_only_when_its_transaction_commits() -> None:
     outboxes, locals_ = _outboxes()
-    hook = CommitHook("app-orders-changelog", outboxes.get)
+    hook = CommitHook("app-orders-changelog", outboxes.get, _no_positions)
     sender = _Sender()
     outboxes[1]["o-1"] = OrderState("o-1")
     outboxes[1].emit("actions", b"o-1", b"a1")
@@ -58,7 +62,7 @@ async def test_a_batch_settles_only_when_its_transaction_commits() -> None:
 
 async def test_what_an_aborted_transaction_carried_never_settles() -> None:
     outboxes, locals_ = _outboxes()
-    hook = CommitHook("cl", outboxes.get)
+    hook = CommitHook("cl", outboxes.get, _no_positions)
     sender = _Sender()
     outboxes[0]["o-1"] = OrderState("o-1")
     await hook.send(sender, {0: "t0"}, hook.take([0]))
@@ -73,7 +77,7 @@ async def test_what_an_aborted_transaction_carried_never_settles() -> None:
 async def test_a_batch_whose_offsets_were_not_committed_settles_with_the_next_commit() -> None:
     """faust can skip a partition's offsets in one commit; its transaction stays open."""
     outboxes, locals_ = _outboxes()
-    hook = CommitHook("cl", outboxes.get)
+    hook = CommitHook("cl", outboxes.get, _no_positions)
     sender = _Sender()
     outboxes[0]["o-1"] = OrderState("o-1")
     await hook.send(sender, {0: "t0"}, hook.take([0]))
@@ -86,11 +90,10 @@ async def test_a_batch_whose_offsets_were_not_committed_settles_with_the_next_co
 
 async def test_offsets_never_go_past_what_the_agent_processed() -> None:
     """faust can ack a record its agent never saw (a hand-off landing after a revoke's
-    clear); the commit is clamped to the outbox's positions, and unknown partitions wait."""
+    clear); the commit is clamped to the agent's positions, and unknown partitions wait."""
     outboxes, _ = _outboxes()
-    hook = CommitHook("cl", outboxes.get)
-    outboxes[0].processed("in", 41)  # next offset to process: 42
-    outboxes[1].processed("in", 7)
+    positions = {0: {"in": 42}, 1: {"in": 8}}  # next offset to process
+    hook = CommitHook("cl", outboxes.get, positions.get)
     tp0, tp1, tp2 = (TopicPartition("in", p) for p in range(3))
     tick1 = TopicPartition("ticks", 1)
     assert hook.clamp({tp0: 50, tp1: 8, tp2: 3, tick1: 5}) == {tp0: 42, tp1: 8}
