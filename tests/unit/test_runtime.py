@@ -10,7 +10,7 @@ import pytest
 
 from streams import runtime as runtime_module
 from streams.policy import Policy
-from streams.runtime import Runtime
+from streams.runtime import PartitionRuntime, Runtime
 from streams.settings import Settings
 from streams.state_codec import encode
 from streams.table_store import local_partition
@@ -32,17 +32,29 @@ def _runtime(table_store: object) -> Runtime:
     return Runtime(Settings(partitions=1), POLICY, FaustTable(table_store), ("o", "a"))
 
 
-def _owned_with_one_settled_and_two_unsettled_changes(runtime: Runtime) -> None:
-    """o-1 requested and committed; then, not committed: o-2 requested and o-1 approved."""
+def _owned_with_o1_requested_and_committed(runtime: Runtime) -> PartitionRuntime:
+    """Partition 0 indexed, with o-1's request committed at changelog offset 5."""
     runtime.reassign({0})
     part = runtime.part(0)
     part.engine.apply(event("aftersale.requested", order_id="o-1"), T0)
     batch = part.outbox.take()
     batch.changelog_offset = 5
     part.outbox.settle(batch)
+    return part
+
+
+def _owned_with_one_settled_and_two_unsettled_changes(runtime: Runtime) -> None:
+    """o-1 requested and committed; then, not committed: o-2 requested and o-1 approved."""
+    part = _owned_with_o1_requested_and_committed(runtime)
     part.engine.apply(event("aftersale.requested", timedelta(hours=1), order_id="o-2"), T0)
     part.engine.apply(event("aftersale.approved", timedelta(hours=2), order_id="o-1"), T0)
     assert part.engine.next_wakeup() == T0 + timedelta(hours=1) + REVIEW  # o-2
+
+
+def _rebalance(runtime: Runtime) -> None:
+    """A rebalance that gives partition 0 straight back (revoked, then assigned)."""
+    runtime.forget({0})
+    runtime.keep_only({0})
 
 
 def _no_full_rebuild(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -58,8 +70,7 @@ def test_a_partition_back_unchanged_keeps_its_index_and_reindexes_unsettled_orde
     runtime = _runtime(store)
     _owned_with_one_settled_and_two_unsettled_changes(runtime)
     wheel = runtime.part(0).engine.wheel
-    runtime.forget({0})
-    runtime.keep_only({0})
+    _rebalance(runtime)
     _no_full_rebuild(monkeypatch)
     assert runtime.reassign({0}) == {0}
     engine = runtime.part(0).engine
@@ -76,8 +87,7 @@ def test_the_agent_creating_the_runtime_first_still_gets_the_parked_index(
 ) -> None:
     runtime = _runtime(store)
     _owned_with_one_settled_and_two_unsettled_changes(runtime)
-    runtime.forget({0})
-    runtime.keep_only({0})
+    _rebalance(runtime)
     _no_full_rebuild(monkeypatch)
     runtime.part(0)  # a record arrived before the timer's first run
     runtime.reassign({0})
@@ -128,16 +138,10 @@ def test_orders_of_an_aborted_batch_are_reindexed_when_the_index_is_reused(
     store: FaustRocksStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     runtime = _runtime(store)
-    runtime.reassign({0})
-    part = runtime.part(0)
-    part.engine.apply(event("aftersale.requested", order_id="o-1"), T0)
-    settled = part.outbox.take()
-    settled.changelog_offset = 5
-    part.outbox.settle(settled)
+    part = _owned_with_o1_requested_and_committed(runtime)
     part.engine.apply(event("aftersale.approved", timedelta(hours=1), order_id="o-1"), T0)
     part.outbox.abandon(part.outbox.take())  # its transaction aborted: o-1 is back at review
-    runtime.forget({0})
-    runtime.keep_only({0})
+    _rebalance(runtime)
     _no_full_rebuild(monkeypatch)
     runtime.reassign({0})
     assert runtime.part(0).engine.next_wakeup() == T0 + REVIEW
@@ -149,11 +153,9 @@ def test_an_index_reused_by_the_agent_is_parked_again_before_the_timer_ran(
     runtime = _runtime(store)
     _owned_with_one_settled_and_two_unsettled_changes(runtime)
     wheel = runtime.part(0).engine.wheel
-    runtime.forget({0})
-    runtime.keep_only({0})
+    _rebalance(runtime)
     runtime.part(0)  # the agent got a record; then another rebalance, before `reassign`
-    runtime.forget({0})
-    runtime.keep_only({0})
+    _rebalance(runtime)
     _no_full_rebuild(monkeypatch)
     runtime.reassign({0})
     assert runtime.part(0).engine.wheel is wheel
