@@ -259,8 +259,15 @@ async def _check(
         loop_now = asyncio.get_running_loop().time()
         if part.tick_sent is not None and loop_now - part.tick_sent < TICK_RESEND_S:
             continue
-        await side.tick(ticks_name, partition)
+        # Marked before the send: the agent can read and handle the tick (clearing the mark)
+        # before the send returns, and a mark set after that would hold the next tick back for
+        # TICK_RESEND_S (deadlines on idle partitions fired up to a second late).
         part.tick_sent = loop_now
+        try:
+            await side.tick(ticks_name, partition)
+        except BaseException:
+            part.tick_sent = None
+            raise
 
 
 class RawSchema(faust.Schema[bytes, bytes]):

@@ -1,0 +1,60 @@
+"""The deadline timer (`streams.worker._check`) over fakes of faust and of the side clients."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any
+
+from aiokafka.structs import TopicPartition
+
+from streams.clock import FakeClock
+from streams.policy import Policy
+from streams.runtime import Runtime
+from streams.settings import Settings
+from streams.worker import _check
+from tests.unit.factories import T0, FaustTable, event
+
+INPUTS = ("o", "a")
+REVIEW = Policy().deadlines["merchant_review"]
+
+
+class _AgentOnTheOtherSide:
+    """Side clients whose tick is read and handled by the agent before the send returns."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.ticks: list[int] = []
+
+    async def start_offsets(self, tps: Any) -> dict[TopicPartition, int]:
+        return dict.fromkeys(tps, 0)
+
+    async def end_offsets(self, tps: Any) -> dict[TopicPartition, int]:
+        return dict.fromkeys(tps, 0)
+
+    async def tick(self, topic: str, partition: int) -> None:
+        self.ticks.append(partition)
+        self.runtime.parts[partition].tick_sent = None  # what the agent does with a tick
+
+
+def _app() -> Any:
+    actives = {TopicPartition(topic, 0) for topic in INPUTS}
+    return SimpleNamespace(
+        rebalancing=False,
+        tables=SimpleNamespace(actives_ready=True),
+        assignor=SimpleNamespace(assigned_actives=lambda: actives),
+    )
+
+
+async def test_a_tick_handled_before_its_send_returns_does_not_hold_back_the_next() -> None:
+    memory = type("MemoryStore", (), {"data": {}})()
+    runtime = Runtime(Settings(partitions=1), Policy(), FaustTable(memory), INPUTS)
+    runtime.part(0).engine.apply(event("aftersale.requested"), T0)
+    clock = FakeClock(T0 + REVIEW + timedelta(seconds=1))  # the review deadline is due
+    side = _AgentOnTheOtherSide(runtime)
+    app = _app()
+    await _check(app, runtime, clock, "ticks", side)  # type: ignore[arg-type]
+    assert side.ticks == [0]
+    assert runtime.parts[0].tick_sent is None  # handled: the next check may tick again
+    await _check(app, runtime, clock, "ticks", side)  # type: ignore[arg-type]
+    assert side.ticks == [0, 0]
