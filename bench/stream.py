@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -64,21 +65,27 @@ def request(prefix: str, n: int, at: datetime) -> tuple[bytes, bytes]:
     return order.encode(), orjson.dumps(body)
 
 
-async def produce(prefix: str, records: list[tuple[bytes, bytes]], rate: float = 0.0) -> None:
-    """Send records, as fast as possible or at `rate` records/s."""
+async def send_all(records: Iterable[tuple[str, bytes | None, bytes]], rate: float = 0.0) -> None:
+    """Send (topic, key, value) records, as fast as possible or at `rate` records/s."""
     producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, linger_ms=20, max_batch_size=262144)
     await producer.start()
     start = time.monotonic()
     try:
-        for i, (key, value) in enumerate(records):
+        for i, (topic, key, value) in enumerate(records):
             if rate:
                 ahead = start + i / rate - time.monotonic()
                 if ahead > 0:
                     await asyncio.sleep(ahead)
-            await producer.send(prefix + "aftersale-events", value, key=key)
+            await producer.send(topic, value, key=key)
         await producer.flush()
     finally:
         await producer.stop()
+
+
+async def produce(prefix: str, records: list[tuple[bytes, bytes]], rate: float = 0.0) -> None:
+    """Send (key, value) records to the after-sale topic."""
+    topic = prefix + "aftersale-events"
+    await send_all(((topic, key, value) for key, value in records), rate)
 
 
 def simulated_mix(events: int, start: datetime) -> list[bytes]:
@@ -89,15 +96,12 @@ def simulated_mix(events: int, start: datetime) -> list[bytes]:
 
 async def produce_routed(prefix: str, lines: list[bytes]) -> None:
     """Send simulated records to the input topic and key each belongs to."""
-    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, linger_ms=20, max_batch_size=262144)
-    await producer.start()
-    try:
-        for line in lines:
-            topic, key, _ = route(line)
-            await producer.send(prefix + topic, line, key=key)
-        await producer.flush()
-    finally:
-        await producer.stop()
+
+    def routed(line: bytes) -> tuple[str, bytes | None, bytes]:
+        topic, key, _ = route(line)
+        return prefix + topic, key, line
+
+    await send_all(map(routed, lines))
 
 
 async def group_lag(admin: AIOKafkaAdminClient, group: str, *topics: str) -> int:
