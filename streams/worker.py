@@ -13,11 +13,11 @@
   once that transaction has committed.
 * Deadlines: each partition has its own engine with a timer wheel, built from the table when
   the partition is assigned; a revoked one is parked and reused if the partition comes back
-  unchanged (`runtime.py`). A guarded timer finds partitions with
-  something due and writes a small tick record to that partition of the internal ticks topic;
-  the agent fires on the tick, inside stream iteration, in input order. Ticks are
-  at-least-once; a duplicate finds nothing due. Ticks go through a plain producer of their
-  own: faust's transactional producer stalls when used outside stream iteration.
+  unchanged (`runtime.py`). A guarded timer finds partitions with something due and writes a
+  small tick record to that partition of the internal ticks topic; the agent fires on the
+  tick, inside stream iteration, in input order. Ticks are at-least-once; a duplicate finds
+  nothing due. Ticks go through a plain producer of their own: faust's transactional producer
+  stalls when used outside stream iteration.
 * Catch-up safety (`catchup.py`): a tick fires only deadlines up to the latest instant whose
   sampled end offsets of both input partitions have been processed. A record whose occurred_at
   is at or after a due deadline of its own case fires that deadline before it is applied.
