@@ -118,7 +118,7 @@ class SchemaSet:
             out[const] = self.validator(doc_id)
         return out
 
-    def _resolve(self, ref: str, base: str) -> tuple[dict[str, Any], str]:
+    def resolve(self, ref: str, base: str) -> tuple[dict[str, Any], str]:
         target, _, pointer = ref.partition("#")
         doc_id = _join(base, target) if target else base
         node: Any = self.documents.get(doc_id)
@@ -146,7 +146,7 @@ class SchemaSet:
         type, later terms skip their own type guards.
         """
         if "$ref" in schema:
-            target, target_base = self._resolve(schema["$ref"], base)
+            target, target_base = self.resolve(schema["$ref"], base)
             return self._expr(target, target_base, var, names, known)
         terms: list[str] = []
 
@@ -211,7 +211,7 @@ class SchemaSet:
         if unknown:
             raise ContractError(f"{base}{where}: unsupported keyword(s) {sorted(unknown)}")
         if "$ref" in schema:
-            target, target_base = self._resolve(schema["$ref"], base)
+            target, target_base = self.resolve(schema["$ref"], base)
             return self._compile(target, target_base, "")
         checks: list[Check] = []
         if "type" in schema:

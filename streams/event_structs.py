@@ -1,0 +1,188 @@
+"""msgspec Struct types compiled from the event schemas: decode and validate in one C pass.
+
+`decode()` (events.py) first hands a record to one msgspec decoder over the tagged union of
+these types. What that decoder accepts is valid by the schema, except for `date-time` formats,
+which it leaves as text for `parse_time` to judge: msgspec's own datetime parser accepts more
+than RFC 3339 (a space for `T`, `+0800`) and rounds sub-microsecond fractions. Whatever it
+refuses goes to the reference validator of `schemas.py`, which names the error and also accepts
+the few valid values msgspec is stricter about (an integer written as `5990.0`).
+
+Compiled, like the validators, from the schema files: the schemas stay the single source of the
+input rules. A schema the compiler cannot express exactly is a ContractError at start-up.
+"""
+
+from __future__ import annotations
+
+import keyword
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+
+import msgspec
+
+from streams.errors import ContractError
+from streams.schemas import SchemaSet
+
+#: Fields every event has; `decode()` reads them as attributes.
+COMMON_FIELDS = ("event_id", "order_id", "occurred_at")
+_FIELD_KEYWORDS = {"$ref", "type", "enum", "const", "format", "minLength", "pattern", "minimum"}
+_IGNORED = {"$schema", "$id", "$defs", "title", "description", "examples", "default"}
+
+
+class EventBody(msgspec.Struct, kw_only=True, tag_field="type"):
+    """The schema's fields of one event; read like the JSON object: `body["case_id"]`."""
+
+    if TYPE_CHECKING:  # set on every compiled subclass (COMMON_FIELDS)
+        event_id: str
+        order_id: str
+        occurred_at: str
+
+    def __getitem__(self, name: str) -> Any:
+        value = getattr(self, name, msgspec.UNSET)
+        if value is msgspec.UNSET:
+            raise KeyError(name)
+        return value
+
+    def get(self, name: str, default: Any = None) -> Any:
+        value = getattr(self, name, msgspec.UNSET)
+        return default if value is msgspec.UNSET else value
+
+
+@dataclass(frozen=True, slots=True)
+class EventType:
+    """One compiled event type: its Struct and the fields msgspec does not judge alone."""
+
+    name: str
+    struct: type[EventBody]
+    #: date-time fields besides `occurred_at`, which `decode()` parses anyway.
+    other_times: tuple[str, ...]
+    #: integer fields: JSON Schema also calls `5990.0` an integer; msgspec does not.
+    int_fields: tuple[str, ...]
+
+
+def compile_event_types(schemas: SchemaSet) -> dict[str, EventType]:
+    """Event type -> compiled Struct, for every schema under `events/`."""
+    out: dict[str, EventType] = {}
+    for doc_id, doc in schemas.documents.items():
+        if doc_id.startswith("events/"):
+            compiled = _Compiler(schemas, doc_id).event(doc)
+            out[compiled.name] = compiled
+    return out
+
+
+def union_decoder(types: Mapping[str, EventType]) -> msgspec.json.Decoder[Any]:
+    """One decoder over the tagged union of all event Structs (the tag is `type`)."""
+    structs = tuple(t.struct for t in types.values())
+    try:
+        return msgspec.json.Decoder(Union[structs])  # noqa: UP007 - a runtime tuple of types
+    except TypeError as exc:
+        raise ContractError(f"event schemas do not form a msgspec union: {exc}") from exc
+
+
+class _Compiler:
+    def __init__(self, schemas: SchemaSet, doc_id: str) -> None:
+        self.schemas, self.doc_id = schemas, doc_id
+
+    def fail(self, where: str, why: str) -> ContractError:
+        return ContractError(f"{self.doc_id}{where}: {why}")
+
+    def event(self, doc: Mapping[str, Any]) -> EventType:
+        props: Mapping[str, Any] = doc.get("properties", {})
+        kind = props.get("type", {}).get("const")
+        if doc.get("type") != "object" or not isinstance(kind, str):
+            raise self.fail("", "an event schema is an object with properties.type.const")
+        required = set(doc.get("required", ()))
+        missing = [name for name in ("type", *COMMON_FIELDS) if name not in required]
+        if missing:
+            raise self.fail("", f"an event must require {missing}")
+        fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+        times: list[str] = []
+        ints: list[str] = []
+        for name in sorted(required - set(props)):
+            fields.append((self.field_name(name), Any))
+        for name, sub in props.items():
+            if name == "type":
+                continue
+            annotation, kinds = self.annotation(sub, self.doc_id, f"/properties/{name}")
+            if "date-time" in kinds:
+                times.append(name)
+            if "integer" in kinds:
+                ints.append(name)
+            if name in required:
+                fields.append((self.field_name(name), annotation))
+            else:
+                optional = annotation if annotation is Any else annotation | msgspec.UnsetType
+                fields.append((self.field_name(name), optional, msgspec.UNSET))
+        struct: type[EventBody] = msgspec.defstruct(  # type: ignore[assignment]
+            "Event_" + kind.replace(".", "_"),
+            fields,
+            bases=(EventBody,),
+            tag=kind,
+            kw_only=True,
+            forbid_unknown_fields=doc.get("additionalProperties") is False,
+        )
+        if "occurred_at" not in times:
+            raise self.fail("/properties/occurred_at", "occurred_at must be a date-time")
+        times.remove("occurred_at")
+        return EventType(kind, struct, tuple(times), tuple(ints))
+
+    def field_name(self, name: str) -> str:
+        if not name.isidentifier() or keyword.iskeyword(name) or name.startswith("_"):
+            raise self.fail(f"/properties/{name}", "a field name must be a Python identifier")
+        return name
+
+    def annotation(
+        self, schema: Mapping[str, Any], base: str, where: str
+    ) -> tuple[Any, frozenset[str]]:
+        """The Struct field type of a property schema, and its JSON types and format."""
+        if "$ref" in schema:
+            target, target_base = self.schemas.resolve(schema["$ref"], base)
+            return self.annotation(target, target_base, where)
+        unknown = set(schema) - _FIELD_KEYWORDS - _IGNORED
+        if unknown:
+            raise self.fail(where, f"no msgspec type for keyword(s) {sorted(unknown)}")
+        if schema.get("format", "date-time") != "date-time":
+            raise self.fail(where, f"unsupported format {schema['format']!r}")
+        kinds = schema.get("type")
+        if kinds is None:
+            if set(schema) & (_FIELD_KEYWORDS - {"$ref"}):
+                raise self.fail(where, "a constrained property needs a type")
+            return Any, frozenset()
+        kinds = [kinds] if isinstance(kinds, str) else list(kinds)
+        if "format" in schema and kinds != ["string"]:
+            raise self.fail(where, "a date-time is a string")
+        members = [self.member(kind, schema, where) for kind in kinds]
+        annotation = members[0]
+        for member in members[1:]:
+            annotation = annotation | member
+        tags = set(kinds) | ({"date-time"} if "format" in schema else set())
+        if "number" in tags:
+            tags.discard("integer")  # a number keeps the float it was sent as
+        return annotation, frozenset(tags)
+
+    def member(self, kind: str, schema: Mapping[str, Any], where: str) -> Any:
+        allowed = schema.get("enum", [schema["const"]] if "const" in schema else None)
+        if allowed is not None:
+            values = tuple(v for v in allowed if _is_kind(v, kind))
+            constrained = set(schema) & {"minLength", "pattern"}
+            if kind != "string" or len(values) != len(allowed) or constrained:
+                raise self.fail(where, "enum/const: only plain string values are compiled")
+            return Literal[values]  # a string enum: exact members only
+        if kind == "string":
+            meta = msgspec.Meta(min_length=schema.get("minLength"), pattern=schema.get("pattern"))
+            return Annotated[str, meta]
+        if kind in ("integer", "number"):
+            low = schema.get("minimum")
+            if kind == "integer":
+                return Annotated[int, msgspec.Meta(ge=low)]
+            return Annotated[int, msgspec.Meta(ge=low)] | Annotated[float, msgspec.Meta(ge=low)]
+        if set(schema) & {"minLength", "pattern", "minimum"}:
+            raise self.fail(where, f"constraints on a {kind} are not compiled")
+        simple = {"boolean": bool, "null": type(None), "object": dict[str, Any], "array": list[Any]}
+        if kind not in simple:
+            raise self.fail(where, f"unknown type {kind!r}")
+        return simple[kind]
+
+
+def _is_kind(value: Any, kind: str) -> bool:
+    return kind == "string" and isinstance(value, str)
