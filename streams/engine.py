@@ -11,9 +11,8 @@ the streaming worker passes what the wall clock and catch-up safety allow. Pure:
 from __future__ import annotations
 
 from collections.abc import Iterable, MutableMapping
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from streams.effects import Effect
 from streams.errors import InputError
@@ -25,13 +24,18 @@ from streams.timers import TimerWheel
 Outcome = Literal["applied", "duplicate", "rejected"]
 
 
-@dataclass(slots=True)
-class Result:
-    """What applying one event did: its outcome, the error if refused, and all effects."""
+class Result(NamedTuple):
+    """What applying one event did: its outcome, the error if refused, and all effects.
+
+    A NamedTuple built by tuple.__new__ in `apply`: one is made per record.
+    """
 
     outcome: Outcome
-    effects: list[Effect] = field(default_factory=list)
+    effects: list[Effect]
     error: InputError | None = None
+
+
+_new_result = tuple.__new__
 
 
 class Engine:
@@ -63,34 +67,36 @@ class Engine:
                 while fired := state.fire_next(fire_upto, policy):
                     effects += fired
         event_id = event.event_id
+        error: InputError | None = None
         if event_id in state.event_ids:
-            result = Result("duplicate", effects)
+            outcome: Outcome = "duplicate"
         else:
             try:
                 applied = state.apply(event, policy)
-            except InputError as error:
+            except InputError as refused:
                 # Drop the traceback: it would tie this frame into a reference cycle.
-                result = Result("rejected", effects, error.with_traceback(None))
+                outcome, error = "rejected", refused.with_traceback(None)
             else:
+                outcome = "applied"
                 state.event_ids.add(event_id)
                 if applied:
                     effects += applied
-                result = Result("applied", effects)
-        if effects or result.outcome == "applied":
+        if effects or outcome == "applied":
             # a refused or duplicate record changes nothing: no write (a table write is a
             # changelog record in the worker)
             self.store[order_id] = state
         due = None if state.open is None else state.next_due(policy)
         if due != scheduled:
             self.wheel.schedule(order_id, due)
+        result: Result = _new_result(Result, (outcome, effects, error))
         return result
 
     def advance(self, now: datetime) -> list[Effect]:
         """Fire every reminder and deadline due at or before `now`, earliest first."""
-        effects: list[Effect] = []
         wheel = self.wheel
         if now < wheel.floor:  # nothing can be due yet: the common case, kept cheap
-            return effects
+            return []
+        effects: list[Effect] = []
         store, policy = self.store, self.policy
         while (item := wheel.pop_next(now)) is not None:
             order_id, when = item

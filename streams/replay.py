@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
@@ -86,11 +86,19 @@ def replay(
             summary.count_effects,
             outputs.write,
         )
-        read = applied = duplicates = 0
+        read = applied = duplicates = done = 0
         clock: datetime | None = None
-        for raw in _records(source, progress, total):
+        for line in source:
+            # The record loop itself, not a generator of records: a generator step per line
+            # cost about 0.3 us.
+            done += len(line)
+            raw = line.rstrip(b"\r\n")
+            if not raw or raw.isspace():
+                continue
             read += 1
             if read & 0xFFFF == 0:
+                if progress is not None:
+                    progress(done, total)
                 # Engine state is acyclic and long-lived: keep the cyclic GC from re-walking it.
                 gc.freeze()
             try:
@@ -120,6 +128,8 @@ def replay(
             else:
                 assert result.error is not None
                 _refuse(outputs, summary, result.error, raw)
+        if progress is not None:
+            progress(done, total)
         summary.read, summary.applied, summary.duplicates = read, applied, duplicates
         end = until if clock is None or (until is not None and until > clock) else clock
         if end is not None:
@@ -132,22 +142,6 @@ def replay(
 def _refuse(outputs: _Outputs, summary: Summary, error: InputError, raw: bytes) -> None:
     summary.dead_letters[error.code] += 1
     outputs.deadletter.write(orjson.dumps(dead_letter(error, raw), option=_LINE))
-
-
-def _records(
-    source: BinaryIO, progress: Callable[[int, int], None] | None, total: int
-) -> Iterator[bytes]:
-    """Non-blank lines without their line ending."""
-    done = 0
-    for n, line in enumerate(source, 1):
-        done += len(line)
-        if progress is not None and n % 65536 == 0:
-            progress(done, total)
-        raw = line.rstrip(b"\r\n")
-        if raw.strip():
-            yield raw
-    if progress is not None:
-        progress(done, total)
 
 
 class ProgressLine:
