@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from faust.transport.producer import ProducerBuffer
 
-from streams.faust_speedups import _DONE, _finish, _finish_or_suspend, _first_step
+from streams.faust_speedups import _DONE, _finish, _finish_or_suspend, _first_step, install
 
 
 async def test_a_hand_off_that_does_not_block_finishes_in_its_first_step() -> None:
@@ -66,3 +67,37 @@ async def test_a_suspended_flow_cancels_the_blocked_hand_off() -> None:
     await asyncio.sleep(0)
     assert cleaned == ["cancelled"]
     assert gate.cancelled()
+
+
+class _CountingConf:
+    def __init__(self, threaded: bool) -> None:
+        self.threaded, self.reads = threaded, 0
+
+    @property
+    def producer_threaded(self) -> bool:
+        self.reads += 1
+        return self.threaded
+
+
+class _App:
+    def __init__(self, threaded: bool) -> None:
+        self.conf = _CountingConf(threaded)
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+async def test_producer_buffer_size_reads_the_setting_once(threaded: bool) -> None:
+    install()
+    buffer = ProducerBuffer()
+    app = _App(threaded)
+    buffer.app = app  # type: ignore[assignment]
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    if threaded:
+        assert buffer.size == 0  # no queue yet: faust answers 0 too
+        buffer.queue = queue
+    else:
+        buffer.pending = queue
+    assert buffer.size == 0
+    queue.put_nowait(1)
+    queue.put_nowait(2)
+    assert buffer.size == 2
+    assert app.conf.reads == 1
