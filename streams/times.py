@@ -27,10 +27,6 @@ _CALENDAR_UNITS = re.compile(r"P(?:[^T]*[YM])", re.ASCII)
 
 _fromisoformat = datetime.fromisoformat
 _rfc3339 = _RFC3339.match
-#: The last text parsed and its instant. decode() validates `occurred_at` with is_time() and
-#: then asks for the instant of the same string object: it is parsed once, not twice. One
-#: tuple, rebound as a whole, so a reader never sees a text with another text's instant.
-_last: tuple[str, datetime] = ("", EPOCH)
 
 
 def parse_time(text: str) -> datetime:
@@ -38,19 +34,17 @@ def parse_time(text: str) -> datetime:
 
     Fractions finer than a microsecond are truncated; a leap second (`:60`) is refused.
     """
-    global _last
-    last = _last
-    if text is last[0]:
-        return last[1]
     if _rfc3339(text) is None:
         raise ValueError(f"not an RFC 3339 time with an offset: {text!r}")
     try:
-        when = _fromisoformat(text.upper())
+        try:
+            when = _fromisoformat(text)
+        except ValueError:  # RFC 3339 allows `t` and `z`, fromisoformat only `T` and `Z`
+            when = _fromisoformat(text.upper())
         if when.tzinfo is not UTC:
             when = when.astimezone(UTC)
     except OverflowError:  # a local time whose UTC instant is before year 1 or after 9999
         raise ValueError(f"time out of range: {text!r}") from None
-    _last = (text, when)
     return when
 
 

@@ -235,7 +235,7 @@ def test_format_seconds_reads_back_as_the_same_duration(duration: timedelta) -> 
 
 
 def test_validating_then_parsing_the_same_string_gives_its_own_instant() -> None:
-    # decode() checks `occurred_at` with is_time() and then parses the same string object.
+    # The reference validator checks a time with is_time(), then decode() parses it again.
     first, second = "2026-11-01T18:00:00+08:00", "2026-11-01T10:00:01Z"
     assert is_time(first)
     assert parse_time(first) == datetime(2026, 11, 1, 10, tzinfo=UTC)
