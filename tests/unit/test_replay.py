@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import gc
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -119,6 +121,33 @@ def test_blank_lines_and_crlf(tmp_path: Path) -> None:
     path.write_bytes(b"\r\n" + rec + b"\r\n   \n\n")
     summary = replay(path, tmp_path / "out", Policy())
     assert (summary.read, summary.applied) == (1, 1)
+
+
+@pytest.fixture
+def gc_threshold() -> Iterator[tuple[int, int, int]]:
+    """A distinctive GC threshold for the test, and the original one back afterwards."""
+    original = gc.get_threshold()
+    gc.set_threshold(1234, 5, 6)
+    yield gc.get_threshold()
+    gc.set_threshold(*original)
+
+
+def test_collects_young_objects_rarely_while_it_runs_only(
+    tmp_path: Path, gc_threshold: tuple[int, int, int]
+) -> None:
+    path = write(tmp_path / "in.jsonl", [body("aftersale.requested", 0 * H)])
+    during: list[tuple[int, int, int]] = []
+    replay(path, tmp_path / "out", Policy(), progress=lambda *_: during.append(gc.get_threshold()))
+    assert during
+    assert set(during) == {(100_000, 20, 10)}
+    assert gc.get_threshold() == gc_threshold
+
+    def interrupt(done: int, total: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        replay(path, tmp_path / "out", Policy(), progress=interrupt)
+    assert gc.get_threshold() == gc_threshold
 
 
 def test_output_is_byte_identical_for_the_same_input(tmp_path: Path) -> None:
