@@ -1,10 +1,15 @@
-"""What the engine asks the world to do: auto-actions, reminders, and facts for metrics."""
+"""What the engine asks the world to do: auto-actions, reminders, and facts for metrics.
+
+Effects are immutable values. They are NamedTuples, not frozen dataclasses: one or more is
+built for most records, and a frozen dataclass sets each field through object.__setattr__
+(an Action cost 1.1 us to build that way). No two effect types have the same number of
+fields, so a tuple's equality never mistakes one type for another.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from streams.policy import Rule
 from streams.times import format_seconds, format_time
@@ -20,8 +25,7 @@ AUDIENCE: dict[Rule, Audience] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Action:
+class Action(NamedTuple):
     """An auto-action taken when a deadline passed with nobody acting."""
 
     type: ActionType
@@ -57,8 +61,7 @@ class Action:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class Reminder:
+class Reminder(NamedTuple):
     """A reminder that a running deadline is near."""
 
     rule: Rule
@@ -90,8 +93,7 @@ class Reminder:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class CaseOpened:
+class CaseOpened(NamedTuple):
     """A case was opened (for metrics and the read side)."""
 
     case_id: str
@@ -101,8 +103,7 @@ class CaseOpened:
     at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class CaseClosed:
+class CaseClosed(NamedTuple):
     """A case closed; `first_refund` is true when it is the order's first refunded case."""
 
     case_id: str
@@ -114,8 +115,7 @@ class CaseClosed:
     first_refund: bool
 
 
-@dataclass(frozen=True, slots=True)
-class OrderPaid:
+class OrderPaid(NamedTuple):
     """An order was seen paid for the first time (the refund rate's denominator)."""
 
     order_id: str
