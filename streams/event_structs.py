@@ -7,6 +7,14 @@ than RFC 3339 (a space for `T`, `+0800`) and rounds sub-microsecond fractions. W
 refuses goes to the reference validator of `schemas.py`, which names the error and also accepts
 the few valid values msgspec is stricter about (an integer written as `5990.0`).
 
+The decoder must never accept what the reference refuses, so it is stricter than the schemas:
+- a field the schema does not name is refused (the reference path accepts it): msgspec skips
+  an unknown field's value without checking its UTF-8 or its numbers, which orjson does;
+- an integer is held to -2**63 .. 2**63-1, which orjson parses exactly (from 2**64 on it reads
+  a float, or refuses) and msgspec can bound;
+- a field is a string, integer, number, boolean or null, never an object, array or untyped
+  value, whose contents msgspec and orjson could again read differently.
+
 Compiled, like the validators, from the schema files: the schemas stay the single source of the
 input rules. A schema the compiler cannot express exactly is a ContractError at start-up.
 """
@@ -25,7 +33,11 @@ from streams.schemas import SchemaSet
 
 #: Fields every event has; `decode()` reads them as attributes.
 COMMON_FIELDS = ("event_id", "order_id", "occurred_at")
-_FIELD_KEYWORDS = {"$ref", "type", "enum", "const", "format", "minLength", "pattern", "minimum"}
+#: Integers orjson parses exactly, within the int64 bounds msgspec supports.
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
+_FIELD_KEYWORDS = {
+    "$ref", "type", "enum", "const", "format", "minLength", "pattern", "minimum", "maximum"
+}  # fmt: skip
 _IGNORED = {"$schema", "$id", "$defs", "title", "description", "examples", "default"}
 
 
@@ -58,6 +70,8 @@ class EventType:
     other_times: tuple[str, ...]
     #: integer fields: JSON Schema also calls `5990.0` an integer; msgspec does not.
     int_fields: tuple[str, ...]
+    #: the fields the Struct has, `type` included; the reference path drops any other.
+    fields: frozenset[str]
 
 
 def compile_event_types(schemas: SchemaSet) -> dict[str, EventType]:
@@ -75,7 +89,7 @@ def union_decoder(types: Mapping[str, EventType]) -> msgspec.json.Decoder[Any]:
     structs = tuple(t.struct for t in types.values())
     try:
         return msgspec.json.Decoder(Union[structs])  # noqa: UP007 - a runtime tuple of types
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise ContractError(f"event schemas do not form a msgspec union: {exc}") from exc
 
 
@@ -98,8 +112,9 @@ class _Compiler:
         fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
         times: list[str] = []
         ints: list[str] = []
-        for name in sorted(required - set(props)):
-            fields.append((self.field_name(name), Any))
+        undeclared = sorted(required - set(props))
+        if undeclared:
+            raise self.fail("", f"required field(s) {undeclared} need a typed property")
         for name, sub in props.items():
             if name == "type":
                 continue
@@ -111,7 +126,7 @@ class _Compiler:
             if name in required:
                 fields.append((self.field_name(name), annotation))
             else:
-                optional = annotation if annotation is Any else annotation | msgspec.UnsetType
+                optional = annotation | msgspec.UnsetType
                 fields.append((self.field_name(name), optional, msgspec.UNSET))
         struct: type[EventBody] = msgspec.defstruct(  # type: ignore[assignment]
             "Event_" + kind.replace(".", "_"),
@@ -119,12 +134,12 @@ class _Compiler:
             bases=(EventBody,),
             tag=kind,
             kw_only=True,
-            forbid_unknown_fields=doc.get("additionalProperties") is False,
+            forbid_unknown_fields=True,
         )
         if "occurred_at" not in times:
             raise self.fail("/properties/occurred_at", "occurred_at must be a date-time")
         times.remove("occurred_at")
-        return EventType(kind, struct, tuple(times), tuple(ints))
+        return EventType(kind, struct, tuple(times), tuple(ints), frozenset(props))
 
     def field_name(self, name: str) -> str:
         if not name.isidentifier() or keyword.iskeyword(name) or name.startswith("_"):
@@ -145,9 +160,7 @@ class _Compiler:
             raise self.fail(where, f"unsupported format {schema['format']!r}")
         kinds = schema.get("type")
         if kinds is None:
-            if set(schema) & (_FIELD_KEYWORDS - {"$ref"}):
-                raise self.fail(where, "a constrained property needs a type")
-            return Any, frozenset()
+            raise self.fail(where, "a property needs a type")
         kinds = [kinds] if isinstance(kinds, str) else list(kinds)
         if "format" in schema and kinds != ["string"]:
             raise self.fail(where, "a date-time is a string")
@@ -172,15 +185,19 @@ class _Compiler:
             meta = msgspec.Meta(min_length=schema.get("minLength"), pattern=schema.get("pattern"))
             return Annotated[str, meta]
         if kind in ("integer", "number"):
-            low = schema.get("minimum")
+            low, high = schema.get("minimum"), schema.get("maximum")
+            exact = msgspec.Meta(
+                ge=_INT_MIN if low is None else max(low, _INT_MIN),
+                le=_INT_MAX if high is None else min(high, _INT_MAX),
+            )
             if kind == "integer":
-                return Annotated[int, msgspec.Meta(ge=low)]
-            return Annotated[int, msgspec.Meta(ge=low)] | Annotated[float, msgspec.Meta(ge=low)]
-        if set(schema) & {"minLength", "pattern", "minimum"}:
+                return Annotated[int, exact]
+            return Annotated[int, exact] | Annotated[float, msgspec.Meta(ge=low, le=high)]
+        if set(schema) & {"minLength", "pattern", "minimum", "maximum"}:
             raise self.fail(where, f"constraints on a {kind} are not compiled")
-        simple = {"boolean": bool, "null": type(None), "object": dict[str, Any], "array": list[Any]}
+        simple = {"boolean": bool, "null": type(None)}
         if kind not in simple:
-            raise self.fail(where, f"unknown type {kind!r}")
+            raise self.fail(where, f"no msgspec type for a {kind} field (events are flat)")
         return simple[kind]
 
 

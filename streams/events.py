@@ -81,7 +81,9 @@ def decode(raw: bytes | str, topic: str | None = None) -> Event:
     decoder, compiled = _fast()
     try:
         body = decoder.decode(raw)
-    except msgspec.DecodeError:  # also ValidationError: the reference path names the error
+    except (msgspec.DecodeError, RecursionError):
+        # ValidationError is a DecodeError; a deeply nested value exhausts msgspec's stack,
+        # not orjson's (which refuses depth over 1024). The reference path names the error.
         return decode_checked(raw, topic)
     event_type = compiled[type(body)]
     kind = event_type.name
@@ -123,14 +125,16 @@ def decode_checked(raw: bytes | str, topic: str | None = None) -> Event:
     if error is not None:
         raise SchemaViolation(error)
     event_type = _event_types()[kind]
+    known = event_type.fields
+    fields = {name: value for name, value in obj.items() if name in known}
     for name in event_type.int_fields:  # valid: an integral float, where msgspec wants an int
-        value = obj.get(name)
+        value = fields.get(name)
         if type(value) is float:
-            obj[name] = int(value)
+            fields[name] = int(value)
     try:
-        body = msgspec.convert(obj, event_type.struct)
+        body = msgspec.convert(fields, event_type.struct)
     except msgspec.ValidationError as exc:  # a bug: the Structs and the validators disagree
         raise SchemaViolation(f"{exc} (the compiled event types refuse it)") from None
-    fields = (kind, body.event_id, body.order_id, parse_time(body.occurred_at), body)
-    event: Event = _new_event(Event, fields)
+    at = parse_time(body.occurred_at)
+    event: Event = _new_event(Event, (kind, body.event_id, body.order_id, at, body))
     return event

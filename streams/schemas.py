@@ -37,6 +37,7 @@ _SUPPORTED: Final = _ANNOTATIONS | {
     "format",
     "minLength",
     "minimum",
+    "maximum",
     "pattern",
 }
 _TYPE_EXPR: Final[Mapping[str, str]] = {
@@ -180,11 +181,12 @@ class SchemaSet:
         if "pattern" in schema:
             regex = constant(re.compile(schema["pattern"]))
             terms.append(f"({other_type_passes('string', 'str')}{regex}.search({var}) is not None)")
-        if "minimum" in schema:
-            low = constant(schema["minimum"])
-            numeric = known in ("integer", "number")
-            guard = "" if numeric else f"type({var}) not in (int, float) or "
-            terms.append(f"({guard}{var} >= {low})")
+        for keyword, operator in (("minimum", ">="), ("maximum", "<=")):
+            if keyword in schema:
+                bound = constant(schema[keyword])
+                numeric = known in ("integer", "number")
+                guard = "" if numeric else f"type({var}) not in (int, float) or "
+                terms.append(f"({guard}{var} {operator} {bound})")
         if "required" in schema or "properties" in schema:
             required = list(schema.get("required", ()))
             properties = schema.get("properties", {})
@@ -230,6 +232,8 @@ class SchemaSet:
             checks.append(_pattern_check(str(schema["pattern"])))
         if "minimum" in schema:
             checks.append(_minimum_check(schema["minimum"]))
+        if "maximum" in schema:
+            checks.append(_maximum_check(schema["maximum"]))
         if "additionalProperties" in schema and not isinstance(
             schema["additionalProperties"], bool
         ):
@@ -319,6 +323,15 @@ def _minimum_check(minimum: float) -> Check:
     def check(value: Any) -> str | None:
         if isinstance(value, int | float) and not isinstance(value, bool) and value < minimum:
             return f"must be at least {minimum}"
+        return None
+
+    return check
+
+
+def _maximum_check(maximum: float) -> Check:
+    def check(value: Any) -> str | None:
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > maximum:
+            return f"must be at most {maximum}"
         return None
 
     return check

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.errors import ContractError, InputError
+from streams.errors import ContractError, InputError, MalformedJson
 from streams.event_structs import compile_event_types, union_decoder
 from streams.events import Event, decode, decode_checked, event_types
 from streams.schemas import SchemaSet, contract
@@ -34,6 +34,7 @@ TRICKY: list[Any] = [
     "2026-11-01T10:00:00", "\u00e9\u4e2d", "a\x00b",
     # other event types: a repeated `type` key must pick the same type in both parsers
     "order.shipped", "order.delivered", "aftersale.approved",
+    2**53 - 1, 2**53, 2**63, 2**64 - 1, -(2**63) - 1,
 ]  # fmt: skip
 
 
@@ -93,6 +94,14 @@ def test_fast_path_agrees_on_the_shipped_sample() -> None:
         assert outcome(decode, raw) == outcome(decode_checked, raw), raw
 
 
+DEEP = b"[" * 5000 + b"]" * 5000
+
+
+def _valid_with(extra: bytes) -> bytes:
+    """A valid order.delivered record with `extra` (raw JSON members) spliced in."""
+    return orjson.dumps(body("order.delivered"))[:-1] + b"," + extra + b"}"
+
+
 @pytest.mark.parametrize(
     "raw",
     [
@@ -104,10 +113,38 @@ def test_fast_path_agrees_on_the_shipped_sample() -> None:
         b'{"event_id": "\\ud800"}',
         b'{"type": "order.delivered", "event_id": "a\xff", "order_id": "o"}',
         b"\xef\xbb\xbf{}",
+        # what msgspec skips or reads differently from orjson, outside the fields it checks
+        b'{"x": ' + DEEP + b"}",
+        _valid_with(b'"x": ' + DEEP),
+        _valid_with(b'"x": "\xff"'),
+        _valid_with(b'"x": "\xed\xa0\x80"'),
+        _valid_with(b'"x": "\\ud800"'),
+        _valid_with(b'"x": 1e400'),
+        _valid_with(b'"x": 1' + b"0" * 400),
+        _valid_with(b'"x": {"y": [1' + b"0" * 30 + b"]}"),
+        # integers past what orjson parses exactly
+        orjson.dumps(body("order.paid"))[:-1] + b', "amount": 1' + b"0" * 30 + b"}",
+        orjson.dumps(body("order.paid"))[:-1] + b', "amount": 1' + b"0" * 400 + b"}",
+        orjson.dumps(body("order.paid"))[:-1] + b', "amount": 18446744073709551616}',
     ],
 )
-def test_fast_path_agrees_on_broken_json(raw: bytes) -> None:
+def test_fast_path_agrees_on_raw_json(raw: bytes) -> None:
     assert outcome(decode, raw) == outcome(decode_checked, raw)
+
+
+def test_deep_nesting_is_malformed_json_not_a_crash() -> None:
+    for raw in (b'{"x": ' + DEEP + b"}", _valid_with(b'"x": ' + DEEP)):
+        with pytest.raises(MalformedJson):
+            decode(raw)
+
+
+def test_unknown_fields_take_the_reference_path() -> None:
+    decoder = union_decoder(compile_event_types(contract()))
+    with pytest.raises(msgspec.ValidationError, match="unknown field"):
+        decoder.decode(_valid_with(b'"x": 1'))
+    event = decode(_valid_with(b'"x": 1'))
+    assert event.type == "order.delivered"
+    assert event.body.get("x") is None
 
 
 def test_integral_float_is_an_integer_on_both_paths() -> None:
@@ -171,6 +208,10 @@ def test_a_second_time_field_is_checked(tmp_path: Path) -> None:
         ({"properties": {"n": {"type": "integer", "enum": [1, 2]}}}, "plain string"),
         ({"properties": {"n": {"type": "string", "enum": ["a"], "minLength": 2}}}, "plain"),
         ({"properties": {"n": {"minLength": 2}}}, "needs a type"),
+        ({"properties": {"n": {"description": "anything"}}}, "needs a type"),
+        ({"properties": {"n": {"type": "array"}}}, "events are flat"),
+        ({"properties": {"n": {"type": "object"}}}, "events are flat"),
+        ({"required": ["type", "event_id", "order_id", "occurred_at", "n"]}, "typed property"),
         ({"properties": {"n": {"type": "boolean", "minimum": 2}}}, "constraints"),
         ({"properties": {"n": {"type": "integer", "format": "date-time"}}}, "is a string"),
         ({"properties": {"n": {"type": "string", "format": "email"}}}, "format"),
@@ -185,11 +226,20 @@ def test_compiler_refuses_what_it_cannot_express(
         compile_event_types(_schema_set(tmp_path, copy.deepcopy(change)))
 
 
-def test_closed_schema_refuses_unknown_fields(tmp_path: Path) -> None:
-    decoder = union_decoder(
-        compile_event_types(_schema_set(tmp_path, {"additionalProperties": False}))
-    )
+def test_a_compiled_type_refuses_unknown_fields(tmp_path: Path) -> None:
+    decoder = union_decoder(compile_event_types(_schema_set(tmp_path, {})))
     valid = {"type": "x.happened", "event_id": "e", "order_id": "o", "occurred_at": "t"}
     assert decoder.decode(orjson.dumps(valid)).event_id == "e"
     with pytest.raises(msgspec.ValidationError, match="extra"):
         decoder.decode(orjson.dumps({**valid, "extra": 1}))
+
+
+def test_an_integer_without_maximum_stays_in_what_orjson_parses_exactly(tmp_path: Path) -> None:
+    schemas = _schema_set(tmp_path, {"properties": {"n": {"type": "integer", "minimum": -5}}})
+    decoder = union_decoder(compile_event_types(schemas))
+    valid = {"type": "x.happened", "event_id": "e", "order_id": "o", "occurred_at": "t"}
+    for n in (-5, 0, 2**63 - 1):
+        assert decoder.decode(orjson.dumps({**valid, "n": n}))["n"] == n
+    for n in (-6, 2**63, 2**64, 10**30):
+        with pytest.raises(msgspec.ValidationError):
+            decoder.decode(json.dumps({**valid, "n": n}).encode())

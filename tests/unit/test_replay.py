@@ -150,6 +150,14 @@ def test_collects_young_objects_rarely_while_it_runs_only(
     assert gc.get_threshold() == gc_threshold
 
 
+def test_a_deeply_nested_record_is_a_dead_letter(tmp_path: Path) -> None:
+    deep = b'{"x": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    path = write(tmp_path / "in.jsonl", [deep, body("aftersale.requested", 0 * H)])
+    summary = replay(path, tmp_path / "out", Policy())
+    assert (summary.read, summary.applied) == (2, 1)
+    assert dict(summary.dead_letters) == {"malformed_json": 1}
+
+
 def test_output_is_byte_identical_for_the_same_input(tmp_path: Path) -> None:
     from streams.simulate import generate
 

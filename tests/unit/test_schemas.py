@@ -480,6 +480,8 @@ def test_decode_bad_enum(event_type: str, fields: dict[str, Any]) -> None:
     ("event_type", "fields"),
     [
         ("order.paid", {"amount": -1}),
+        ("order.paid", {"amount": 2**53}),
+        ("order.paid", {"amount": 1e16}),
         ("order.paid", {"amount": 59.9}),
         ("order.paid", {"amount": "5990"}),
         ("order.paid", {"amount": True}),
