@@ -11,16 +11,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from streams.errors import ConfigError
+from streams.gc_tuning import GC_THRESHOLDS
 from streams.kafka_admin import check_topics, create_topics
 from streams.settings import Settings
 from streams.topic_defs import TopicSpec, load_topic_specs
-
-#: The worker's garbage-collector thresholds. With CPython's (700, 10, 10) a young collection
-#: ran every few milliseconds under load, so records waiting between faust's fetcher and the
-#: agent were promoted to the old generation, and full collections of 70-200 ms that found
-#: nothing ran every 1-2 s. Measured with bench/stream.py (a), paired runs: the worker on the
-#: simulated mix 11.7-11.9k -> 13.0k events/s, on requests 12.8-13.6k -> 13.6-15.9k.
-GC_THRESHOLDS = (100_000, 20, 10)
 
 
 def tune_gc() -> None:

@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from streams.cli import main
+from streams.gc_tuning import GC_THRESHOLDS
 from streams.policy import Policy
 from streams.replay import replay
 from tests.unit.factories import body
@@ -139,7 +140,7 @@ def test_collects_young_objects_rarely_while_it_runs_only(
     during: list[tuple[int, int, int]] = []
     replay(path, tmp_path / "out", Policy(), progress=lambda *_: during.append(gc.get_threshold()))
     assert during
-    assert set(during) == {(100_000, 20, 10)}
+    assert set(during) == {GC_THRESHOLDS}
     assert gc.get_threshold() == gc_threshold
 
     def interrupt(done: int, total: int) -> None:

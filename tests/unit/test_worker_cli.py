@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from streams.worker_cli import GC_THRESHOLDS, tune_gc
+from streams.gc_tuning import GC_THRESHOLDS
+from streams.worker_cli import tune_gc
 
 
 @pytest.fixture
