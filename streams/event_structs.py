@@ -176,11 +176,10 @@ class _Compiler:
     def member(self, kind: str, schema: Mapping[str, Any], where: str) -> Any:
         allowed = schema.get("enum", [schema["const"]] if "const" in schema else None)
         if allowed is not None:
-            values = tuple(v for v in allowed if _is_kind(v, kind))
-            constrained = set(schema) & {"minLength", "pattern"}
-            if kind != "string" or len(values) != len(allowed) or constrained:
+            strings = kind == "string" and all(isinstance(v, str) for v in allowed)
+            if not strings or set(schema) & {"minLength", "pattern"}:
                 raise self.fail(where, "enum/const: only plain string values are compiled")
-            return Literal[values]  # a string enum: exact members only
+            return Literal[tuple(allowed)]  # a string enum: exact members only
         if kind == "string":
             meta = msgspec.Meta(min_length=schema.get("minLength"), pattern=schema.get("pattern"))
             return Annotated[str, meta]
@@ -199,7 +198,3 @@ class _Compiler:
         if kind not in simple:
             raise self.fail(where, f"no msgspec type for a {kind} field (events are flat)")
         return simple[kind]
-
-
-def _is_kind(value: Any, kind: str) -> bool:
-    return kind == "string" and isinstance(value, str)

@@ -231,9 +231,9 @@ class SchemaSet:
         if "pattern" in schema:
             checks.append(_pattern_check(str(schema["pattern"])))
         if "minimum" in schema:
-            checks.append(_minimum_check(schema["minimum"]))
+            checks.append(_bound_check(schema["minimum"], upper=False))
         if "maximum" in schema:
-            checks.append(_maximum_check(schema["maximum"]))
+            checks.append(_bound_check(schema["maximum"], upper=True))
         if "additionalProperties" in schema and not isinstance(
             schema["additionalProperties"], bool
         ):
@@ -319,20 +319,14 @@ def _pattern_check(pattern: str) -> Check:
     )
 
 
-def _minimum_check(minimum: float) -> Check:
+def _bound_check(bound: float, upper: bool) -> Check:
+    """`minimum` (upper=False) or `maximum` (upper=True); other types pass."""
+    error = f"must be at {'most' if upper else 'least'} {bound}"
+
     def check(value: Any) -> str | None:
-        if isinstance(value, int | float) and not isinstance(value, bool) and value < minimum:
-            return f"must be at least {minimum}"
-        return None
-
-    return check
-
-
-def _maximum_check(maximum: float) -> Check:
-    def check(value: Any) -> str | None:
-        if isinstance(value, int | float) and not isinstance(value, bool) and value > maximum:
-            return f"must be at most {maximum}"
-        return None
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        outside = numeric and (value > bound if upper else value < bound)
+        return error if outside else None
 
     return check
 
