@@ -5,14 +5,16 @@ Pure: no I/O, no clock. Times come from events (`occurred_at`) or from the deadl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
+
+import msgspec
 
 from streams.effects import Action, ActionType, Outcome, Reminder
 from streams.errors import InvalidTransition
 from streams.events import Event
 from streams.policy import Policy, Rule
+from streams.times import Instant
 
 Phase = Literal[
     "review", "awaiting_return", "awaiting_receipt", "awaiting_refund", "escalated", "closed"
@@ -26,9 +28,13 @@ OPEN_PHASES: tuple[Phase, ...] = (
 )
 
 
-@dataclass(slots=True)
-class Case:
-    """An after-sale case; at most one deadline belongs to it at a time."""
+class Case(msgspec.Struct, array_like=True, forbid_unknown_fields=True, gc=False):
+    """An after-sale case; at most one deadline belongs to it at a time.
+
+    A msgspec Struct, so the state table's codec (`state_codec`) is one C call each way.
+    Untracked by the garbage collector (`gc=False`): a case refers only to strings, numbers,
+    times and a tuple, never back to anything that could close a reference cycle.
+    """
 
     case_id: str
     order_id: str
@@ -43,9 +49,9 @@ class Case:
     #: The deadline of the current phase, running or (while escalated) paused.
     rule: Rule | None = None
     #: When the deadline was (re)started: reminders due before that moment are never sent.
-    set_at: datetime | None = None
+    set_at: Instant | None = None
     #: The deadline instant while it runs; None while paused or when no deadline applies.
-    due_at: datetime | None = None
+    due_at: Instant | None = None
     #: Time left on a paused deadline.
     remaining: timedelta | None = None
     #: Reminder offsets already sent for `rule`.

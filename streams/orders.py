@@ -6,28 +6,34 @@ the event ids it has applied, its open case (at most one) and the outcome of its
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime
 
+import msgspec
+
 from streams.cases import Case
-from streams.effects import CaseClosed, CaseOpened, Effect, OrderPaid
+from streams.effects import CaseClosed, CaseOpened, Effect, OrderPaid, Outcome
 from streams.errors import CaseAlreadyOpen, InvalidTransition, NotEligible, UnknownCase
 from streams.events import Event
 from streams.policy import Policy
+from streams.times import Instant
 
 
-@dataclass(slots=True)
-class OrderState:
-    """Everything remembered about one order."""
+class OrderState(msgspec.Struct, array_like=True, tag=2, forbid_unknown_fields=True, gc=False):
+    """Everything remembered about one order.
+
+    A msgspec Struct that is also the state table's format (`state_codec`, version 2: the
+    tag is the format version). Untracked by the garbage collector (`gc=False`): its set,
+    dict and case never refer back to it.
+    """
 
     order_id: str
-    delivered_at: datetime | None = None
+    delivered_at: Instant | None = None
     paid: bool = False
     refunded: bool = False
-    event_ids: set[str] = field(default_factory=set)
+    event_ids: set[str] = msgspec.field(default_factory=set)
     open: Case | None = None
     #: case_id -> outcome of every closed case (a case_id is never reused on an order).
-    closed: dict[str, str] = field(default_factory=dict)
+    closed: dict[str, Outcome] = msgspec.field(default_factory=dict)
 
     def next_due(self, policy: Policy) -> datetime | None:
         """When this order next needs the clock: a reminder or a deadline of its open case."""

@@ -10,8 +10,13 @@ import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
+from typing import Annotated
+
+import msgspec
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: An instant in a msgspec Struct: decoding refuses a time without an offset.
+Instant = Annotated[datetime, msgspec.Meta(tz=True)]
 
 _RFC3339 = re.compile(
     r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(?:\.\d+)?(?:[Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)\Z", re.ASCII
