@@ -195,6 +195,38 @@ def test_garbage_is_refused(data: bytes) -> None:
         decode_state(data)
 
 
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"[" * 5000 + b"]" * 5000,
+        b'[2,"o-1",null,false,false,[],null,{},' + b"[" * 5000 + b"]" * 5000 + b"]",
+    ],
+)
+def test_deep_nesting_is_refused_not_a_recursion_error(data: bytes) -> None:
+    with pytest.raises(ContractError, match="version 2"):
+        decode_state(data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'[2,"o-1","2026-01-01T08:00:00+08:00"]',
+        b'[2,"o-1",null,false,false,[],["c-1","o-1","refund_only","quality",1,"CNY","m-1","b-1",'
+        b'"review",null,"merchant_review","2026-01-01T00:00:00Z","2026-01-03T08:00:00+08:00"],{}]',
+    ],
+)
+def test_an_instant_not_in_utc_is_refused(data: bytes) -> None:
+    # It would decode to a state equal to the UTC one that encodes to other bytes.
+    with pytest.raises(ContractError, match=r"\+08:00 is not UTC"):
+        decode_state(data)
+
+
+def test_a_long_version_is_cut_short_in_the_message() -> None:
+    with pytest.raises(ContractError) as refused:
+        decode_state(orjson.dumps(["x" * 100_000, "o-1"]))
+    assert len(str(refused.value)) < 200
+
+
 def test_fields_missing_at_the_end_take_their_defaults() -> None:
     # How a field appended with a default is read from state written before it existed.
     assert decode_state(b'[2,"o-1",null,true]') == OrderState("o-1", paid=True)
