@@ -205,14 +205,17 @@ def faust_probe(topic: str, count: int, flags: list[str]) -> float:
     return rate
 
 
-async def lateness(prefix: str, since: datetime, seconds: float) -> tuple[list[float], list[float]]:
-    """(fired_at - deadline_at, seen - deadline_at) in seconds, for actions due after `since`."""
+async def lateness(
+    prefix: str, since: datetime, seconds: float
+) -> tuple[list[float], list[float], list[str]]:
+    """(fired_at - deadline_at, seen - deadline_at) in seconds, for actions due after `since`,
+    and a line per action: its deadline_at, fired_at and seen time (when lateness struck)."""
     consumer = AIOKafkaConsumer(
         prefix + "aftersale-actions", bootstrap_servers=BOOTSTRAP, auto_offset_reset="earliest",
         isolation_level="read_committed",
     )  # fmt: skip
     await consumer.start()
-    fired, seen = [], []
+    fired, seen, lines = [], [], []
     end = time.monotonic() + seconds
     try:
         while time.monotonic() < end:
@@ -226,9 +229,10 @@ async def lateness(prefix: str, since: datetime, seconds: float) -> tuple[list[f
                         continue
                     fired.append((parse_time(action["fired_at"]) - due).total_seconds())
                     seen.append((now - due).total_seconds())
+                    lines.append(f"{action['deadline_at']} {action['fired_at']} {format_time(now)}")
     finally:
         await consumer.stop()
-    return fired, seen
+    return fired, seen, lines
 
 
 def pct(values: list[float], q: float) -> float:
@@ -333,7 +337,9 @@ async def main_async(args: argparse.Namespace) -> None:
         results = await asyncio.gather(
             produce(prefix, mixed, rate), lateness(prefix, start, window + 15)
         )
-        fired, seen = results[1]
+        fired, seen, lines = results[1]
+        if args.dump is not None:
+            args.dump.write_text("".join(line + "\n" for line in lines))
         early = sum(1 for x in fired if x < 0)
         print(f"(b) {len(fired):,} of {args.due:,} deadlines fired; early: {early}")
         for name, xs in (("fired_at - deadline", fired), ("visible - deadline", seen)):
@@ -378,6 +384,9 @@ def main() -> int:
     parser.add_argument("--throughput-events", type=int, default=200_000, help="records for (a)")
     parser.add_argument("--due", type=int, default=5_000, help="deadlines measured in (b)")
     parser.add_argument("--window", type=float, default=60.0, help="seconds of (b)")
+    parser.add_argument(
+        "--dump", type=Path, help="write (b)'s deadline_at, fired_at and seen time per action"
+    )
     args = parser.parse_args()
     args.cases = max(args.cases, args.throughput_events)
     asyncio.run(main_async(args))
