@@ -325,7 +325,7 @@ async def main_async(args: argparse.Namespace) -> None:
             request(prefix, args.cases + i, d - timedelta(seconds=REVIEW_S))
             for i, d in enumerate(due)
         ]
-        rate = worker_rate / 2
+        rate = args.ingest_rate or worker_rate / 2
         filler = [request(prefix, 10 * args.cases + i, far(i)) for i in range(int(rate * window))]
         mixed = [r for pair in zip(filler, firing, strict=False) for r in pair]
         mixed += filler[len(firing) :] + firing[len(filler) :]
@@ -384,6 +384,11 @@ def main() -> int:
     parser.add_argument("--throughput-events", type=int, default=200_000, help="records for (a)")
     parser.add_argument("--due", type=int, default=5_000, help="deadlines measured in (b)")
     parser.add_argument("--window", type=float, default=60.0, help="seconds of (b)")
+    parser.add_argument(
+        "--ingest-rate",
+        type=float,
+        help="records/s ingested during (b) (default: half of (a)'s worker rate)",
+    )
     parser.add_argument(
         "--dump", type=Path, help="write (b)'s deadline_at, fired_at and seen time per action"
     )
