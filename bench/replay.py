@@ -4,9 +4,11 @@
 
 Builds (once, cached under bench/data/) a simulated file of about --events records, then runs,
 each in a fresh process on one core: (1) read + parse every line, once with each of the
-project's JSON libraries (orjson; msgspec, which decodes input events), (2) the full replay into
-a temporary folder. Prints events/s, the ratio of the replay to the faster parse and peak memory
-(RSS).
+project's JSON libraries (orjson; msgspec, which decodes input events), (2) a floor: what any
+replay in Python must do at least, with no rules (decode each line into its event type's
+Struct, read its order's state, record the event id, write the state back), (3) the full replay
+into a temporary folder. Prints events/s, the ratios of the floor and of the replay to the
+faster parse, and peak memory (RSS).
 Targets (issue #2): >= 150,000 events/s, <= 4x the parse-only time.
 """
 
@@ -35,9 +37,14 @@ def _phase(kind: str, path: Path) -> None:
     import msgspec
     import orjson
 
+    from streams.event_structs import compile_event_types, union_decoder
+    from streams.orders import OrderState
     from streams.policy import Policy
     from streams.replay import replay
+    from streams.schemas import contract
     from streams.times import parse_time
+
+    typed = union_decoder(compile_event_types(contract()))
 
     start = time.perf_counter()
     if kind in ("orjson", "msgspec"):
@@ -55,6 +62,23 @@ def _phase(kind: str, path: Path) -> None:
                         loads(line)
                     except error:
                         pass
+    elif kind == "floor":
+        count = 0
+        store: dict[str, OrderState] = {}
+        with path.open("rb") as source:
+            for line in source:
+                if line.strip():
+                    count += 1
+                    try:
+                        body = typed.decode(line)
+                    except msgspec.DecodeError:
+                        continue
+                    order_id = body.order_id
+                    state = store.get(order_id)
+                    if state is None:
+                        state = OrderState(order_id)
+                    state.event_ids.add(body.event_id)
+                    store[order_id] = state
     else:
         with tempfile.TemporaryDirectory() as out:
             count = replay(path, Path(out), Policy(), parse_time(UNTIL)).read
@@ -89,7 +113,8 @@ def _input(events: int) -> Path:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000, help="approximate input size")
-    parser.add_argument("--phase", choices=("orjson", "msgspec", "replay"), help=argparse.SUPPRESS)
+    phases = ("orjson", "msgspec", "floor", "replay")
+    parser.add_argument("--phase", choices=phases, help=argparse.SUPPRESS)
     parser.add_argument("path", nargs="?", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
@@ -98,6 +123,7 @@ def main() -> int:
     path = _input(args.events)
     size_mb = path.stat().st_size / 1e6
     parses = {kind: _measure(kind, path) for kind in ("orjson", "msgspec")}
+    floor = _measure("floor", path)
     run = _measure("replay", path)
     parse = min(parses.values(), key=lambda figures: figures["seconds"])
     n = run["events"]
@@ -107,7 +133,10 @@ def main() -> int:
     for kind, figures in parses.items():
         seconds = figures["seconds"]
         print(f"parse {kind:<8} {seconds:.2f} s  {n / seconds:>12,.0f} events/s")
+    floor_s = floor["seconds"]
+    print(f"floor          {floor_s:.2f} s  {n / floor_s:>12,.0f} events/s   (no rules)")
     print(f"replay         {run['seconds']:.2f} s  {rate:>12,.0f} events/s   target >= 150,000")
+    print(f"floor/parse    {floor_s / parse['seconds']:.1f}x (of the faster parse)")
     print(f"replay/parse   {ratio:.1f}x (of the faster parse)      target <= 4x")
     print(f"peak RSS       parse {parse['peak_rss_mb']:.0f} MB, replay {run['peak_rss_mb']:.0f} MB")
     return 0
