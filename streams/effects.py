@@ -122,4 +122,15 @@ class OrderPaid(NamedTuple):
     merchant_id: str
 
 
-Effect = Action | Reminder | CaseOpened | CaseClosed | OrderPaid
+class OrderForgotten(NamedTuple):
+    """An order with no open case reached the end of the policy's `order_retention`: its state
+    is deleted (a later record of it finds a new order)."""
+
+    order_id: str
+    #: The latest instant the order saw; retention counted from here.
+    last_at: datetime
+    #: When it was forgotten: `last_at` + the retention.
+    at: datetime
+
+
+Effect = Action | Reminder | CaseOpened | CaseClosed | OrderPaid | OrderForgotten

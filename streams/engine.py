@@ -14,7 +14,7 @@ from collections.abc import Iterable, MutableMapping
 from datetime import datetime
 from typing import Literal, NamedTuple
 
-from streams.effects import Effect
+from streams.effects import Effect, OrderForgotten
 from streams.errors import InputError
 from streams.events import Event
 from streams.orders import OrderState
@@ -52,20 +52,30 @@ class Engine:
         self.wheel = TimerWheel() if wheel is None else wheel
 
     def apply(self, event: Event, fire_upto: datetime) -> Result:
-        """Fire the order's reminders and deadlines due at or before `fire_upto`, then apply."""
+        """Fire the order's reminders and deadlines due at or before `fire_upto`, then apply.
+
+        An order whose retention ended by `fire_upto` is forgotten first: the event finds a
+        new order.
+        """
         order_id, policy = event.order_id, self.policy
         state = self.store.get(order_id)
         effects: list[Effect] = []
         # `scheduled` is what the wheel holds for this order, so an unchanged due time
-        # (most order facts) costs no rescheduling. Only an open case has a due time.
+        # (most order facts) costs no rescheduling. Only an open case, or an order kept for
+        # a retention, has a due time.
         scheduled: datetime | None = None
+        forgotten = False
+        keep = policy.order_retention
         if state is None:
             state = OrderState(order_id)
-        elif state.open is not None:
+        elif state.open is not None or keep is not None:
             scheduled = state.next_due(policy)
             if scheduled is not None and scheduled <= fire_upto:
                 while fired := state.fire_next(fire_upto, policy):
                     effects += fired
+                    if type(fired[-1]) is OrderForgotten:
+                        state, forgotten = OrderState(order_id), True
+                        break
         event_id = event.event_id
         error: InputError | None = None
         if event_id in state.event_ids:
@@ -79,20 +89,30 @@ class Engine:
             else:
                 outcome = "applied"
                 state.event_ids.add(event_id)
+                at, last = event.occurred_at, state.last_at  # state.seen(), inlined: per record
+                if last is None or at > last:
+                    state.last_at = at
                 if applied:
                     effects += applied
-        if effects or outcome == "applied":
-            # a refused or duplicate record changes nothing: no write (a table write is a
-            # changelog record in the worker)
-            self.store[order_id] = state
-        due = None if state.open is None else state.next_due(policy)
+        due: datetime | None = None
+        if forgotten and outcome != "applied":
+            # forgotten, and the record that came after it was refused: nothing is left
+            del self.store[order_id]
+        else:
+            if effects or outcome == "applied":
+                # a refused or duplicate record changes nothing: no write (a table write is a
+                # changelog record in the worker)
+                self.store[order_id] = state
+            if state.open is not None or keep is not None:
+                due = state.next_due(policy)
         if due != scheduled:
             self.wheel.schedule(order_id, due)
         result: Result = _new_result(Result, (outcome, effects, error))
         return result
 
     def advance(self, now: datetime) -> list[Effect]:
-        """Fire every reminder and deadline due at or before `now`, earliest first."""
+        """Fire every reminder and deadline due at or before `now`, earliest first; forget
+        every order whose retention ended by then."""
         wheel = self.wheel
         if now < wheel.floor:  # nothing can be due yet: the common case, kept cheap
             return []
@@ -103,7 +123,12 @@ class Engine:
             state = store.get(order_id)
             if state is None:
                 continue
-            effects += state.fire_next(when, policy)
+            fired = state.fire_next(when, policy)
+            if fired and type(fired[-1]) is OrderForgotten:
+                del store[order_id]
+                effects += fired
+                continue
+            effects += fired
             store[order_id] = state
             wheel.schedule(order_id, state.next_due(policy))
         return effects

@@ -1,7 +1,8 @@
 """Per-order state and the pure functions the engine drives: apply an event, fire what is due.
 
 All records of an order share a partition, so an order is the unit of state: its delivery time,
-the event ids it has applied, its open case (at most one) and the outcome of its closed cases.
+the event ids it has applied, its open case (at most one), the outcome of its closed cases and
+the latest instant it saw (from which the policy's `order_retention` counts).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from datetime import datetime
 import msgspec
 
 from streams.cases import Case
-from streams.effects import CaseClosed, CaseOpened, Effect, OrderPaid, Outcome
+from streams.effects import CaseClosed, CaseOpened, Effect, OrderForgotten, OrderPaid, Outcome
 from streams.errors import CaseAlreadyOpen, InvalidTransition, NotEligible, UnknownCase
 from streams.events import Event
 from streams.policy import Policy
@@ -34,27 +35,49 @@ class OrderState(msgspec.Struct, array_like=True, tag=2, forbid_unknown_fields=T
     open: Case | None = None
     #: case_id -> outcome of every closed case (a case_id is never reused on an order).
     closed: dict[str, Outcome] = msgspec.field(default_factory=dict)
+    #: The latest instant the order saw: an applied event's `occurred_at` or a fired deadline.
+    #: The policy's `order_retention` counts from here. (Last in the array: state written
+    #: before it existed decodes with None, and such an order is kept until it changes.)
+    last_at: Instant | None = None
 
     def next_due(self, policy: Policy) -> datetime | None:
-        """When this order next needs the clock: a reminder or a deadline of its open case."""
+        """When this order next needs the clock: a reminder or a deadline of its open case, or
+        (with no open case) the end of its retention."""
         case = self.open
         if case is None:
-            return None
+            keep, last = policy.order_retention, self.last_at
+            return None if keep is None or last is None else last + keep
         item = case.next_due(policy)
         return None if item is None else item[0]
 
     def fire_next(self, upto: datetime, policy: Policy) -> list[Effect]:
-        """Fire the earliest due reminder or deadline at or before `upto`; [] if none is due."""
+        """Fire the earliest due reminder or deadline at or before `upto`; [] if none is due.
+
+        An order past its retention yields `[OrderForgotten]` (and again on every call): the
+        caller deletes it.
+        """
         case = self.open
-        item = None if case is None else case.next_due(policy)
-        if case is None or item is None or item[0] > upto:
+        if case is None:
+            keep, last = policy.order_retention, self.last_at
+            if keep is None or last is None or last + keep > upto:
+                return []
+            return [OrderForgotten(self.order_id, last, last + keep)]
+        item = case.next_due(policy)
+        if item is None or item[0] > upto:
             return []
         when, offset = item
         if offset is not None:
             return [case.remind(offset, when)]
         effects: list[Effect] = [case.expire(policy)]
+        self.seen(when)
         self._after_change(case, when, effects)
         return effects
+
+    def seen(self, at: datetime) -> None:
+        """The order saw instant `at` (an applied event, a fired deadline)."""
+        last = self.last_at
+        if last is None or at > last:
+            self.last_at = at
 
     def apply(self, event: Event, policy: Policy) -> list[Effect]:
         """Apply a validated, not-yet-applied event; raise the InputError it deserves."""

@@ -1,4 +1,5 @@
-"""The deadline policy: how long each rule runs, the no-reason window and reminder offsets."""
+"""The deadline policy: how long each rule runs, the no-reason window, reminder offsets and
+how long an order without an open case is remembered."""
 
 from __future__ import annotations
 
@@ -44,6 +45,9 @@ class Policy:
     reminders: Mapping[Rule, tuple[timedelta, ...]] = field(
         default_factory=lambda: dict(DEFAULT_REMINDERS)
     )
+    #: How long an order with no open case is kept after the latest instant it saw (an
+    #: applied event's `occurred_at` or a fired deadline); None keeps every order forever.
+    order_retention: timedelta | None = None
 
     def offsets(self, rule: Rule) -> tuple[timedelta, ...]:
         """Reminder offsets of `rule`, largest first (so their remind_at come in time order)."""
@@ -56,7 +60,7 @@ def policy_from_mapping(data: object, source: str = "policy") -> Policy:
         return Policy()
     if not isinstance(data, Mapping):
         raise PolicyError(f"{source}: expected a mapping at the top level")
-    known = {"deadlines", "no_reason_window", "reminders"}
+    known = {"deadlines", "no_reason_window", "reminders", "order_retention"}
     for key in data:
         if key not in known:
             raise PolicyError(f"{source}: unknown key {key!r} (known: {', '.join(sorted(known))})")
@@ -74,7 +78,15 @@ def policy_from_mapping(data: object, source: str = "policy") -> Policy:
             raise PolicyError(f"{source}: reminders.{rule} must be a list of durations")
         offsets = {_positive(item, f"reminders.{rule}", source) for item in value}
         reminders[rule] = tuple(sorted(offsets, reverse=True))
-    return Policy(deadlines=deadlines, no_reason_window=window, reminders=reminders)
+    retention = data.get("order_retention")  # absent or null: forever
+    if retention is not None:
+        retention = _positive(retention, "order_retention", source)
+    return Policy(
+        deadlines=deadlines,
+        no_reason_window=window,
+        reminders=reminders,
+        order_retention=retention,
+    )
 
 
 def load_policy(path: str | Path | None) -> Policy:

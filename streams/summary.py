@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.effects import Action, CaseClosed, Effect, OrderPaid, Reminder
+from streams.effects import Action, CaseClosed, Effect, OrderForgotten, OrderPaid, Reminder
 
 
 @dataclass(slots=True)
@@ -21,6 +21,8 @@ class Summary:
     reminders: int = 0
     paid_orders: int = 0
     refunded_orders: int = 0
+    #: Orders deleted at the end of the policy's `order_retention`.
+    forgotten_orders: int = 0
 
     def count_effects(self, effects: list[Effect]) -> None:
         for effect in effects:
@@ -32,6 +34,8 @@ class Summary:
                 self.paid_orders += 1
             elif isinstance(effect, CaseClosed) and effect.first_refund:
                 self.refunded_orders += 1
+            elif isinstance(effect, OrderForgotten):
+                self.forgotten_orders += 1
 
     @property
     def refund_rate(self) -> float | None:
@@ -48,6 +52,7 @@ class Summary:
             "paid_orders": self.paid_orders,
             "refunded_orders": self.refunded_orders,
             "refund_rate": self.refund_rate,
+            "forgotten_orders": self.forgotten_orders,
         }
 
     def render(self) -> str:
@@ -64,5 +69,6 @@ class Summary:
             f"actions       {sum(self.actions.values())} ({acts})\n"
             f"reminders     {self.reminders}\n"
             f"refund rate   {shown} "
-            f"({self.refunded_orders} refunded / {self.paid_orders} paid orders)"
+            f"({self.refunded_orders} refunded / {self.paid_orders} paid orders)\n"
+            f"forgotten     {self.forgotten_orders} orders (policy order_retention)"
         )

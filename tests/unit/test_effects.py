@@ -12,7 +12,7 @@ from streams.effects import Effect, OrderPaid
 def test_no_two_effect_types_have_the_same_number_of_fields() -> None:
     # Effects are NamedTuples: equal arity would let tuple equality confuse two types.
     types = get_args(Effect)
-    assert len(types) == 5
+    assert len(types) == 6
     assert len({len(t._fields) for t in types}) == len(types)
 
 

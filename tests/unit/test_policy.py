@@ -43,6 +43,24 @@ def test_default_policy_is_the_contracts() -> None:
     assert_default(Policy())
 
 
+def test_orders_are_kept_forever_by_default() -> None:
+    assert Policy().order_retention is None
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        ("order_retention: P180D\n", timedelta(days=180)),
+        ("order_retention: 3600\n", timedelta(hours=1)),
+        ("order_retention: PT0.5S\n", timedelta(milliseconds=500)),
+        ("order_retention: null\n", None),  # forever, as when the key is absent
+        ("deadlines: {merchant_review: PT1H}\n", None),
+    ],
+)
+def test_order_retention(tmp_path: Path, text: str, kept: timedelta | None) -> None:
+    assert load_policy(write(tmp_path, text)).order_retention == kept
+
+
 def test_load_policy_none_is_the_default() -> None:
     assert_default(load_policy(None))
     assert load_policy(None) == Policy()
@@ -133,6 +151,7 @@ def test_every_rule_has_a_reminder_entry(tmp_path: Path) -> None:
         ("deadlines: {merchant_reveiw: PT1H}\n", "merchant_reveiw"),
         ("deadlines: {no_reason_window: PT1H}\n", "no_reason_window"),
         ("reminders: {buyer_returns: [P1D]}\n", "buyer_returns"),
+        ("order_retention_days: 90\n", "order_retention_days.*order_retention"),
     ],
 )
 def test_unknown_key_is_named(tmp_path: Path, text: str, named: str) -> None:
@@ -151,6 +170,8 @@ def test_unknown_key_is_named(tmp_path: Path, text: str, named: str) -> None:
         ("no_reason_window: -1.5\n", "no_reason_window"),
         ("reminders: {merchant_review: [PT1H, 0]}\n", "reminders.merchant_review"),
         ("reminders: {buyer_return: [-60]}\n", "reminders.buyer_return"),
+        ("order_retention: 0\n", "order_retention"),
+        ("order_retention: -P1D\n", "order_retention"),
     ],
 )
 def test_zero_and_negative_durations_are_refused(tmp_path: Path, text: str, named: str) -> None:
@@ -163,6 +184,7 @@ def test_zero_and_negative_durations_are_refused(tmp_path: Path, text: str, name
     [
         "deadlines: {buyer_return: P1M}\n",
         "no_reason_window: P1Y\n",
+        "order_retention: P6M\n",
         "reminders: {merchant_review: [P1M]}\n",
     ],
 )

@@ -196,6 +196,7 @@ def test_summary_is_printed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
         "paid_orders": 1,
         "refunded_orders": 1,
         "refund_rate": 1.0,
+        "forgotten_orders": 0,
     }
     assert main(args) == 0
     text = capsys.readouterr().out

@@ -74,7 +74,7 @@ def test_every_field_is_encoded_in_declaration_order() -> None:
         "phase", "outcome", "rule", "set_at", "due_at", "remaining", "reminded", "resume_phase",
     ]  # fmt: skip
     assert [f.name for f in msgspec.structs.fields(OrderState)] == [
-        "order_id", "delivered_at", "paid", "refunded", "event_ids", "open", "closed"
+        "order_id", "delivered_at", "paid", "refunded", "event_ids", "open", "closed", "last_at"
     ]  # fmt: skip
     state = OrderState("o-1", open=case())
     encoded = orjson.loads(encode(state))
@@ -85,7 +85,7 @@ def test_every_field_is_encoded_in_declaration_order() -> None:
 def test_empty_state() -> None:
     state = OrderState("o-1")
     data = encode(state)
-    assert data == b'[2,"o-1",null,false,false,[],null,{}]'
+    assert data == b'[2,"o-1",null,false,false,[],null,{},null]'
     assert decode_state(data) == state
 
 
@@ -94,13 +94,15 @@ def test_state_with_an_open_case() -> None:
     running = case(
         phase="awaiting_receipt", rule="merchant_receipt", set_at=at, due_at=at + 240 * H
     )
-    state = OrderState("o-1", delivered_at=at, paid=True, event_ids={"e-2", "e-1"}, open=running)
+    state = OrderState(
+        "o-1", delivered_at=at, paid=True, event_ids={"e-2", "e-1"}, open=running, last_at=at
+    )
     data = encode(state)
     assert data == (
         b'[2,"o-1","2026-12-01T03:04:05.400000Z",true,false,["e-1","e-2"],'
         b'["c-1","o-1","return_refund","quality",5990,"CNY","m-1","b-1","awaiting_receipt",null,'
         b'"merchant_receipt","2026-12-01T03:04:05.400000Z","2026-12-11T03:04:05.400000Z",null,'
-        b"[],null],{}]"
+        b'[],null],{},"2026-12-01T03:04:05.400000Z"]'
     )
     assert decode_state(data) == state
 
@@ -233,6 +235,8 @@ def test_a_long_version_is_cut_short_in_the_message() -> None:
 def test_fields_missing_at_the_end_take_their_defaults() -> None:
     # How a field appended with a default is read from state written before it existed.
     assert decode_state(b'[2,"o-1",null,true]') == OrderState("o-1", paid=True)
+    # state written before `last_at` was appended
+    assert decode_state(b'[2,"o-1",null,false,false,[],null,{}]') == OrderState("o-1")
 
 
 def _array(open_case: bool = False) -> list[Any]:
@@ -268,7 +272,9 @@ def _with_case(index: int, value: object) -> bytes:
         (_with_case(8, "shipping"), r"\$\[6\]\[8\]"),  # not a phase
         (_with_case(10, "buyer_pays"), r"\$\[6\]\[10\]"),  # not a rule
         (_with_case(4, "5990"), r"\$\[6\]\[4\]"),
-        (b'[2,"o-1",null,false,false,[],null,{},"extra"]', "length"),  # from a newer build
+        (_with(8, "2026-11-01T10:00:00"), "timezone"),
+        (_with(8, 5), r"\$\[8\]"),
+        (b'[2,"o-1",null,false,false,[],null,{},null,"extra"]', "length"),  # from a newer build
         (_with(6, [*_array(open_case=True)[6], "x"]), "length"),
     ],
 )

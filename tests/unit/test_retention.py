@@ -1,0 +1,174 @@
+"""The policy's `order_retention`: an order with no open case is forgotten, on time, once."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streams.effects import Action, CaseClosed, CaseOpened, Effect, OrderForgotten, Reminder
+from streams.engine import Engine
+from streams.policy import Policy
+from tests.unit.factories import T0, event
+from tests.unit.strategies import Scenario, scenarios
+from tests.unit.test_properties import PROPS, drive
+
+H = timedelta(hours=1)
+D = timedelta(days=1)
+KEEP = 30 * D
+
+
+def engine(keep: timedelta | None = KEEP) -> Engine:
+    return Engine(Policy(order_retention=keep))
+
+
+def forgotten(effects: list[Effect]) -> list[OrderForgotten]:
+    return [e for e in effects if isinstance(e, OrderForgotten)]
+
+
+def test_an_order_without_a_case_is_forgotten_at_its_last_instant_plus_the_retention() -> None:
+    eng = engine()
+    eng.apply(event("order.paid", T0), T0)
+    eng.apply(event("order.delivered", T0 + 3 * D), T0 + 3 * D)
+    expires = T0 + 3 * D + KEEP
+    assert eng.next_wakeup() == expires
+    assert eng.advance(expires - timedelta(microseconds=1)) == []
+    assert "o-7" in eng.store
+    assert eng.advance(expires) == [OrderForgotten("o-7", T0 + 3 * D, expires)]
+    assert "o-7" not in eng.store
+    assert eng.next_wakeup() is None
+    assert eng.advance(expires + KEEP) == []  # once
+
+
+def test_an_event_stamped_earlier_does_not_shorten_the_retention() -> None:
+    eng = engine()
+    eng.apply(event("order.delivered", T0 + 5 * D), T0 + 5 * D)
+    eng.apply(event("order.paid", T0), T0 + 5 * D)  # a late fact, stamped before
+    assert eng.next_wakeup() == T0 + 5 * D + KEEP
+
+
+def test_without_a_retention_nothing_is_forgotten() -> None:
+    eng = engine(None)
+    eng.apply(event("order.paid", T0), T0)
+    assert eng.next_wakeup() is None
+    assert eng.advance(T0 + 10_000 * D) == []
+    assert "o-7" in eng.store
+
+
+def test_an_open_case_keeps_its_order_and_its_deadline_restarts_the_count() -> None:
+    eng = engine(KEEP)
+    eng.apply(event("order.paid", T0), T0)
+    eng.apply(event("aftersale.requested", T0 + D, kind="refund_only"), T0 + D)
+    # The case's deadline (48 h) fires auto_refund and closes it; retention counts from there.
+    effects = eng.advance(T0 + 100 * D)
+    decided = T0 + D + 48 * H
+    assert [type(e) for e in effects] == [Reminder, Reminder, Action, CaseClosed, OrderForgotten]
+    assert forgotten(effects) == [OrderForgotten("o-7", decided, decided + KEEP)]
+    assert "o-7" not in eng.store
+
+
+def test_an_escalated_case_with_its_deadline_paused_is_never_forgotten() -> None:
+    eng = engine(timedelta(hours=1))
+    eng.apply(event("aftersale.requested", T0), T0)
+    eng.apply(event("aftersale.escalated", T0 + H), T0 + H)
+    assert eng.next_wakeup() is None
+    assert eng.advance(T0 + 1000 * D) == []
+    state = eng.store["o-7"]
+    assert state.open is not None
+    assert state.open.phase == "escalated"
+
+
+def test_a_record_after_the_retention_finds_a_new_order() -> None:
+    eng = engine()
+    eng.apply(event("aftersale.requested", T0), T0)
+    eng.apply(event("aftersale.rejected", T0 + H), T0 + H)
+    later = T0 + H + KEEP + D
+    # Before the retention ends, the closed case's id cannot be used again ...
+    soon = eng.apply(event("aftersale.requested", T0 + 2 * H), T0 + 2 * H)
+    assert soon.error is not None
+    assert soon.error.code == "case_already_open"
+    # ... after it (even before any advance), the order is forgotten first, then the record
+    # opens case c-42 on a new order.
+    result = eng.apply(event("aftersale.requested", later), later)
+    assert result.outcome == "applied"
+    assert [type(e) for e in result.effects] == [OrderForgotten, CaseOpened]
+    state = eng.store["o-7"]
+    assert state.open is not None
+    assert state.closed == {}
+    assert state.last_at == later
+    assert eng.next_wakeup() == later + 24 * H  # the new case's first reminder
+
+
+def test_a_refused_record_after_the_retention_leaves_nothing_behind() -> None:
+    eng = engine()
+    eng.apply(event("aftersale.requested", T0), T0)
+    eng.apply(event("aftersale.rejected", T0 + H), T0 + H)
+    later = T0 + H + KEEP + D
+    result = eng.apply(event("aftersale.approved", later), later)
+    assert result.error is not None
+    assert result.error.code == "unknown_case"  # not invalid_...
+    assert [type(e) for e in result.effects] == [OrderForgotten]
+    assert "o-7" not in eng.store
+    assert eng.next_wakeup() is None
+
+
+def test_a_retry_after_the_retention_is_applied_again() -> None:
+    eng = engine()
+    paid = event("order.paid", T0)
+    eng.apply(paid, T0)
+    assert eng.apply(paid, T0 + D).outcome == "duplicate"
+    assert eng.apply(paid, T0 + KEEP + D).outcome == "applied"
+
+
+def test_fire_upto_bounds_forgetting_in_apply() -> None:
+    # The worker applies order facts with nothing allowed to fire (EPOCH): the fact is applied
+    # to the order as it is, and extends its retention.
+    eng = engine()
+    eng.apply(event("order.paid", T0), T0)
+    late = T0 + KEEP + D
+    result = eng.apply(event("order.delivered", late), T0)
+    assert result.effects == []
+    assert result.outcome == "applied"
+    assert eng.store["o-7"].paid
+    assert eng.next_wakeup() == late + KEEP
+
+
+# --------------------------------------------------------------------------- properties
+
+
+@PROPS
+@given(scenarios(), st.integers(1, 240))
+def test_forgetting_is_never_early_and_never_of_an_open_case(
+    scenario: Scenario, hours: int
+) -> None:
+    keep = timedelta(hours=hours)
+    run = drive(scenario, policy=replace(scenario.policy, order_retention=keep))
+    open_cases: set[str] = set()
+    for clock, effect in run.timeline():
+        if isinstance(effect, CaseOpened):
+            open_cases.add(effect.order_id)
+        elif isinstance(effect, CaseClosed):
+            open_cases.discard(effect.order_id)
+        elif isinstance(effect, OrderForgotten):
+            assert clock is not None
+            assert effect.at <= clock  # never early
+            assert effect.at == effect.last_at + keep
+            assert effect.order_id not in open_cases
+    # Nothing overdue is left: every order still kept has an open case or time to go.
+    if run.end is not None:
+        for order_id, state in run.engine.store.items():
+            assert state.open is not None or (
+                state.last_at is not None and state.last_at + keep > run.end
+            ), order_id
+
+
+@PROPS
+@given(scenarios())
+def test_a_retention_longer_than_the_input_changes_nothing(scenario: Scenario) -> None:
+    plain = drive(scenario)
+    kept = drive(scenario, policy=replace(scenario.policy, order_retention=10_000 * D))
+    assert [s.outcome for s in kept.steps] == [s.outcome for s in plain.steps]
+    assert [s.code for s in kept.steps] == [s.code for s in plain.steps]
+    assert list(kept.timeline()) == list(plain.timeline())
