@@ -30,7 +30,7 @@ from streams.outbox import Batch, Outbox
 #: Sends records to one partition of a topic under a transactional id (None: no transaction)
 #: and returns the offset of the last one.
 RecordSender = Callable[
-    [str | None, str, int, list[tuple[bytes | None, bytes]]], Coroutine[Any, Any, int]
+    [str | None, str, int, list[tuple[bytes | None, bytes | None]]], Coroutine[Any, Any, int]
 ]
 
 _HOOKS: weakref.WeakKeyDictionary[Any, CommitHook] = weakref.WeakKeyDictionary()
@@ -87,7 +87,7 @@ class CommitHook:
                 pending.append(
                     (batch, sender(tid, self.changelog_topic, p, list(batch.states.items())))
                 )
-            by_topic: dict[str, list[tuple[bytes | None, bytes]]] = {}
+            by_topic: dict[str, list[tuple[bytes | None, bytes | None]]] = {}
             for out in batch.outputs:
                 by_topic.setdefault(out.topic, []).append((out.key, out.value))
             for topic, records in by_topic.items():
@@ -136,7 +136,10 @@ def _batch_sender(producer: Any) -> RecordSender:
     """Send with aiokafka record batches: one per topic-partition, not one call per record."""
 
     async def send(
-        tid: str | None, topic: str, partition: int, records: list[tuple[bytes | None, bytes]]
+        tid: str | None,
+        topic: str,
+        partition: int,
+        records: list[tuple[bytes | None, bytes | None]],
     ) -> int:
         if tid is None:
             client = producer._ensure_producer()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Final, Protocol
 
 from streams.orders import OrderState
 from streams.state_codec import decode_state, encode
@@ -31,8 +31,9 @@ class LocalStore(Protocol):
 
     def items(self) -> Iterator[tuple[bytes, bytes]]: ...
 
-    def write(self, items: Mapping[bytes, bytes], changelog_offset: int | None) -> None:
-        """Write `items` and the changelog offset they are current up to, atomically."""
+    def write(self, items: Mapping[bytes, bytes | None], changelog_offset: int | None) -> None:
+        """Write `items` (None: delete the key) and the changelog offset they are current up
+        to, atomically."""
 
     def changelog_offset(self) -> int | None:
         """The changelog offset the store is current up to (None: not kept)."""
@@ -47,12 +48,17 @@ class Output:
     value: bytes
 
 
+#: What `Outbox` holds for an order deleted since the last commit (compared by identity).
+DELETED: Final = OrderState("")
+
+
 @dataclass(slots=True)
 class Batch:
     """Everything decided on one partition between two commits."""
 
     partition: int
-    states: dict[bytes, bytes]
+    #: key -> encoded state, or None for a deleted order (a tombstone in the changelog)
+    states: dict[bytes, bytes | None]
     outputs: list[Output]
     #: Offset of the last changelog record of this batch, set once it was sent.
     changelog_offset: int | None = None
@@ -67,7 +73,8 @@ class Outbox(MutableMapping[str, OrderState]):
 
     partition: int
     local: LocalStore
-    #: States written since the last `take`, and those taken but not yet settled.
+    #: States written since the last `take`, and those taken but not yet settled; `DELETED`
+    #: stands for an order deleted.
     _written: dict[str, OrderState] = field(default_factory=dict)
     _committing: dict[str, OrderState] = field(default_factory=dict)
     _outputs: list[Output] = field(default_factory=list)
@@ -91,17 +98,23 @@ class Outbox(MutableMapping[str, OrderState]):
             if data is None:
                 return default
             state = decode_state(data)
+        elif state is DELETED:
+            return default
         return state
 
     def __setitem__(self, order_id: str, state: OrderState) -> None:
         self._written[order_id] = state
 
     def __delitem__(self, order_id: str) -> None:
-        raise NotImplementedError("order state is never deleted")
+        """Delete the order's state: a tombstone on the changelog at the next commit."""
+        if self.get(order_id) is None:
+            raise KeyError(order_id)
+        self._written[order_id] = DELETED
 
     def __iter__(self) -> Iterator[str]:
-        seen = set(self._written) | set(self._committing)
-        yield from seen
+        newest = {**self._committing, **self._written}
+        yield from (order_id for order_id, state in newest.items() if state is not DELETED)
+        seen = newest.keys()
         for key, _ in self.local.items():
             order_id = key.decode("utf-8")
             if order_id not in seen:
@@ -113,7 +126,7 @@ class Outbox(MutableMapping[str, OrderState]):
     def states(self) -> Iterator[tuple[str, OrderState]]:
         """Every order of the partition with its newest state, in one pass over the store."""
         newest = {**self._committing, **self._written}
-        yield from newest.items()
+        yield from ((order_id, s) for order_id, s in newest.items() if s is not DELETED)
         for key, data in self.local.items():
             order_id = key.decode("utf-8")
             if order_id not in newest:
@@ -135,7 +148,10 @@ class Outbox(MutableMapping[str, OrderState]):
 
     def take(self, encoder: Callable[[OrderState], bytes] = encode) -> Batch:
         """Everything written and emitted since the last take, encoded now."""
-        states = {key.encode("utf-8"): encoder(state) for key, state in self._written.items()}
+        states = {
+            key.encode("utf-8"): None if state is DELETED else encoder(state)
+            for key, state in self._written.items()
+        }
         batch = Batch(self.partition, states, self._outputs)
         self._committing.update(self._written)
         self._written, self._outputs = {}, []

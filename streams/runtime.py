@@ -160,7 +160,7 @@ class Runtime:
                 continue
             orders, due = rebuild_due_index(part.engine, part.outbox, self.policy)
             log.info(
-                "partition %d: %d orders, %d with a deadline, indexed in %.1f s",
+                "partition %d: %d orders, %d with a due time, indexed in %.1f s",
                 partition,
                 orders,
                 due,

@@ -40,10 +40,13 @@ class RocksPartition:
             if key != offset_key:
                 yield key, value
 
-    def write(self, items: Mapping[bytes, bytes], changelog_offset: int | None) -> None:
+    def write(self, items: Mapping[bytes, bytes | None], changelog_offset: int | None) -> None:
         batch = rocksdict.WriteBatch(raw_mode=True)
         for key, value in items.items():
-            batch.put(key, value)
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
         if changelog_offset is not None:
             batch.put(self.offset_key, str(changelog_offset).encode())
         self.db.write(batch)
@@ -69,9 +72,14 @@ class MemoryPartition:
             if partition_of(key.decode("utf-8"), partitions) == partition:
                 yield key, value
 
-    def write(self, items: Mapping[bytes, bytes], changelog_offset: int | None) -> None:
+    def write(self, items: Mapping[bytes, bytes | None], changelog_offset: int | None) -> None:
         # the memory store replays the whole changelog on every start: no offset to keep
-        self.data.update(items)
+        data = self.data
+        for key, value in items.items():
+            if value is None:
+                data.pop(key, None)
+            else:
+                data[key] = value
 
     def changelog_offset(self) -> int | None:
         return None

@@ -64,7 +64,7 @@ class DictLocalStore:
 
     def __init__(self) -> None:
         self.data: dict[bytes, bytes] = {}
-        self.writes: list[tuple[dict[bytes, bytes], int | None]] = []
+        self.writes: list[tuple[dict[bytes, bytes | None], int | None]] = []
 
     @property
     def offsets(self) -> list[int | None]:
@@ -77,8 +77,12 @@ class DictLocalStore:
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         return iter(list(self.data.items()))
 
-    def write(self, items: Mapping[bytes, bytes], changelog_offset: int | None) -> None:
-        self.data.update(items)
+    def write(self, items: Mapping[bytes, bytes | None], changelog_offset: int | None) -> None:
+        for key, value in items.items():
+            if value is None:
+                self.data.pop(key, None)
+            else:
+                self.data[key] = value
         self.writes.append((dict(items), changelog_offset))
 
     def changelog_offset(self) -> int | None:

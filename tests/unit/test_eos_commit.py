@@ -17,11 +17,15 @@ class _Sender:
     """Records what is sent; offsets count per topic from 100."""
 
     def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes | None, bytes, int, str | None]] = []
+        self.sent: list[tuple[str, bytes | None, bytes | None, int, str | None]] = []
         self.offsets: dict[str, int] = {}
 
     async def __call__(
-        self, tid: str | None, topic: str, partition: int, records: list[tuple[bytes | None, bytes]]
+        self,
+        tid: str | None,
+        topic: str,
+        partition: int,
+        records: list[tuple[bytes | None, bytes | None]],
     ) -> int:
         for key, value in records:
             self.sent.append((topic, key, value, partition, tid))

@@ -33,6 +33,24 @@ def test_rocks_partition_writes_items_and_the_changelog_offset_together(tmp_path
     store.close()
 
 
+def test_rocks_partition_deletes_a_key_written_as_none(tmp_path: Path) -> None:
+    store = FaustRocksStore(tmp_path)
+    local = local_partition(FaustTable(store), 0, 12)
+    local.write({b"o-1": b"one", b"o-2": b"two"}, changelog_offset=5)
+    local.write({b"o-1": None, b"o-3": b"three", b"o-9": None}, changelog_offset=8)
+    assert local.get(b"o-1") is None
+    assert sorted(local.items()) == [(b"o-2", b"two"), (b"o-3", b"three")]
+    assert local.changelog_offset() == 8
+    store.close()
+
+
+def test_memory_partition_deletes_a_key_written_as_none() -> None:
+    data: dict[bytes, bytes] = {b"o-1": b"one", b"o-2": b"two"}
+    local = local_partition(FaustTable(type("S", (), {"data": data})()), 0, 1)
+    local.write({b"o-1": None, b"o-9": None, b"o-2": b"dos"}, changelog_offset=3)
+    assert data == {b"o-2": b"dos"}
+
+
 def test_memory_partition_sees_only_its_own_keys() -> None:
     data: dict[bytes, bytes] = {}
     keys = [f"o-{i}" for i in range(40)]
