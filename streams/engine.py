@@ -105,6 +105,17 @@ class Engine:
                 self.store[order_id] = state
             if state.open is not None or keep is not None:
                 due = state.next_due(policy)
+                if (
+                    state.open is None
+                    and scheduled is not None
+                    and due is not None
+                    and due > scheduled
+                    and not forgotten
+                ):
+                    # Only the order's expiry moved, later: its earlier entry stays in the
+                    # wheel and re-indexes it when reached (one reschedule per retention
+                    # rather than one per record of a busy order).
+                    due = scheduled
         if due != scheduled:
             self.wheel.schedule(order_id, due)
         result: Result = _new_result(Result, (outcome, effects, error))
@@ -124,12 +135,13 @@ class Engine:
             if state is None:
                 continue
             fired = state.fire_next(when, policy)
-            if fired and type(fired[-1]) is OrderForgotten:
-                del store[order_id]
+            if fired:
                 effects += fired
-                continue
-            effects += fired
-            store[order_id] = state
+                if type(fired[-1]) is OrderForgotten:
+                    del store[order_id]
+                    continue
+                store[order_id] = state
+            # (nothing fired: an entry earlier than the order's due time; no write)
             wheel.schedule(order_id, state.next_due(policy))
         return effects
 
