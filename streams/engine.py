@@ -51,11 +51,14 @@ class Engine:
         self.store: MutableMapping[str, OrderState] = {} if store is None else store
         self.wheel = TimerWheel() if wheel is None else wheel
 
-    def apply(self, event: Event, fire_upto: datetime) -> Result:
+    def apply(
+        self, event: Event, fire_upto: datetime, forget_upto: datetime | None = None
+    ) -> Result:
         """Fire the order's reminders and deadlines due at or before `fire_upto`, then apply.
 
-        An order whose retention ended by `fire_upto` is forgotten first: the event finds a
-        new order.
+        An order whose retention ended by `forget_upto` (default: `fire_upto`) is forgotten
+        first: the event finds a new order. (The worker bounds forgetting by catch-up safety
+        alone: an unread record could still have kept the order.)
         """
         order_id, policy = event.order_id, self.policy
         state = self.store.get(order_id)
@@ -70,8 +73,10 @@ class Engine:
             state = OrderState(order_id)
         elif state.open is not None or keep is not None:
             scheduled = state.next_due(policy)
-            if scheduled is not None and scheduled <= fire_upto:
-                while fired := state.fire_next(fire_upto, policy):
+            if scheduled is not None and (
+                scheduled <= fire_upto or (forget_upto is not None and scheduled <= forget_upto)
+            ):
+                while fired := state.fire_next(fire_upto, policy, forget_upto):
                     effects += fired
                     if type(fired[-1]) is OrderForgotten:
                         state, forgotten = OrderState(order_id), True

@@ -50,16 +50,19 @@ class OrderState(msgspec.Struct, array_like=True, tag=2, forbid_unknown_fields=T
         item = case.next_due(policy)
         return None if item is None else item[0]
 
-    def fire_next(self, upto: datetime, policy: Policy) -> list[Effect]:
+    def fire_next(
+        self, upto: datetime, policy: Policy, forget_upto: datetime | None = None
+    ) -> list[Effect]:
         """Fire the earliest due reminder or deadline at or before `upto`; [] if none is due.
 
-        An order past its retention yields `[OrderForgotten]` (and again on every call): the
-        caller deletes it.
+        An order past its retention by `forget_upto` (default `upto`) yields `[OrderForgotten]`
+        (and again on every call): the caller deletes it.
         """
         case = self.open
         if case is None:
             keep, last = policy.order_retention, self.last_at
-            if keep is None or last is None or last + keep > upto:
+            bound = upto if forget_upto is None else forget_upto
+            if keep is None or last is None or last + keep > bound:
                 return []
             return [OrderForgotten(self.order_id, last, last + keep)]
         item = case.next_due(policy)

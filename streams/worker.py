@@ -179,7 +179,11 @@ def build_app(settings: Settings, clock: Clock | None = None) -> faust.App:
         # Order facts never decide a case on arrival: they fire nothing of their own (an
         # unread after-sale record on the other topic could still be in time).
         upto = min(now, decoded.occurred_at) if topic == aftersale_name else EPOCH
-        result = part.engine.apply(decoded, upto)
+        # An order past its retention is forgotten before any record, but only once every
+        # record written before that instant has been read (one could have kept the order).
+        safe = part.watermark.safe_until()
+        forget_upto = EPOCH if safe is None else min(now, safe)
+        result = part.engine.apply(decoded, upto, forget_upto)
         emit(result.effects, outbox, now)
         if result.error is not None:
             refuse(result.error, decoded.order_id.encode(), message, outbox)

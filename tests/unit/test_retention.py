@@ -12,6 +12,7 @@ from streams.effects import Action, CaseClosed, CaseOpened, Effect, OrderForgott
 from streams.engine import Engine
 from streams.outbox import Outbox
 from streams.policy import Policy
+from streams.times import EPOCH
 from tests.unit.factories import T0, DictLocalStore, event
 from tests.unit.strategies import Scenario, scenarios
 from tests.unit.test_properties import PROPS, drive
@@ -126,18 +127,33 @@ def test_a_retry_after_the_retention_is_applied_again() -> None:
     assert eng.apply(paid, T0 + KEEP + D).outcome == "applied"
 
 
-def test_fire_upto_bounds_forgetting_in_apply() -> None:
-    # The worker applies order facts with nothing allowed to fire (EPOCH): the fact is applied
-    # to the order as it is, and extends its retention.
+def test_forget_upto_bounds_forgetting_in_apply_apart_from_firing() -> None:
+    # The worker: an order fact fires nothing (fire_upto EPOCH) but may find its order
+    # forgotten; an after-sale record may fire its case's deadline but cannot forget its
+    # order while catch-up safety says an unread record could still have kept it.
+    late = T0 + KEEP + D
     eng = engine()
     eng.apply(event("order.paid", T0), T0)
-    late = T0 + KEEP + D
-    result = eng.apply(event("order.delivered", late), T0)
-    assert result.effects == []
-    assert result.outcome == "applied"
-    assert eng.store["o-7"].paid
+    just_before = T0 + KEEP - timedelta(microseconds=1)
+    held = eng.apply(event("order.delivered", late), EPOCH, forget_upto=just_before)
+    assert held.effects == []
+    assert eng.store["o-7"].paid  # applied to the order as it was
     assert eng.advance(late + KEEP - timedelta(microseconds=1)) == []
     assert eng.next_wakeup() == late + KEEP
+
+    eng = engine()
+    eng.apply(event("order.paid", T0), T0)
+    result = eng.apply(event("order.delivered", late), EPOCH, forget_upto=late)
+    assert [type(e) for e in result.effects] == [OrderForgotten]
+    assert not eng.store["o-7"].paid  # a new order
+
+    eng = engine()
+    eng.apply(event("aftersale.requested", T0, kind="refund_only"), T0)
+    # the case's deadline (48 h) fires by the record's time; forgetting is held back
+    result = eng.apply(event("aftersale.requested", late, case_id="c-43"), late, EPOCH)
+    assert [type(e) for e in result.effects][-3:] == [Action, CaseClosed, CaseOpened]
+    state = eng.store["o-7"]
+    assert state.closed == {"c-42": "refunded"}  # remembered: not forgotten
 
 
 def test_an_early_entry_reached_writes_nothing() -> None:
