@@ -259,6 +259,7 @@ def scaled_policy(policy: Policy, scale: float) -> Policy:
         deadlines={rule: d / scale for rule, d in policy.deadlines.items()},
         no_reason_window=policy.no_reason_window / scale,
         reminders={rule: tuple(o / scale for o in offs) for rule, offs in policy.reminders.items()},
+        order_retention=None if policy.order_retention is None else policy.order_retention / scale,
     )
 
 
@@ -269,11 +270,12 @@ def policy_yaml(policy: Policy) -> str:
         f"{r}: [{', '.join(format_seconds(o) for o in offs)}]"
         for r, offs in policy.reminders.items()
     )
+    keep = policy.order_retention
     return (
         f"deadlines: {{{deadlines}}}\n"
         f"no_reason_window: {format_seconds(policy.no_reason_window)}\n"
         f"reminders: {{{reminders}}}\n"
-    )
+    ) + ("" if keep is None else f"order_retention: {format_seconds(keep)}\n")
 
 
 def run(args: argparse.Namespace) -> int:

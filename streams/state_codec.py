@@ -10,7 +10,8 @@ and read in Python: decoding is now 2.5-3x faster, encoding about 1.5x). Version
      paid, refunded,
      [event_id, ...],     sorted
      open case or null,
-     {case_id: outcome, ...}]   closed cases, keys sorted
+     {case_id: outcome, ...},   closed cases, keys sorted
+     last_at]             instant or null: the latest instant the order saw (may be absent)
 
 and the open case is an array in `Case` field order:
 
@@ -57,7 +58,9 @@ def decode_state(data: bytes) -> OrderState:
     # that encodes to other bytes.
     case = state.open
     instants = (
-        (state.delivered_at,) if case is None else (state.delivered_at, case.set_at, case.due_at)
+        (state.delivered_at, state.last_at)
+        if case is None
+        else (state.delivered_at, state.last_at, case.set_at, case.due_at)
     )
     for when in instants:
         if when is not None and when.tzinfo is not UTC:

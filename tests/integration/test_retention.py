@@ -63,6 +63,10 @@ async def test_a_forgotten_order_is_a_tombstone_and_stays_gone_after_a_restart(
     worker.stop()
     worker.start()
     await worker.wait_ready()
+    await asyncio.sleep(2)  # time for a resurrected order to be forgotten again
+    # Recovery kept the deletion: had the order come back, its expiry (long past) would
+    # have made the restarted worker forget it again, with a second tombstone.
+    assert await changelog(env.app_id) == states, worker.tail()
     async with Feeder(env.prefix) as feed:
         # o-1 comes back as a new order: its old case is unknown, not closed
         await feed.send("aftersale.approved", order, "c-1")

@@ -155,6 +155,9 @@ def test_policy_yaml_round_trips(tmp_path: Path, scale: float) -> None:
 def test_policy_yaml_round_trips_for_any_scale(scale: float) -> None:
     policy = scaled_policy(Policy(), scale)
     assert policy_from_mapping(yaml.safe_load(policy_yaml(policy))) == policy
+    kept = scaled_policy(Policy(order_retention=timedelta(days=180)), scale)
+    assert kept.order_retention == timedelta(days=180) / scale
+    assert policy_from_mapping(yaml.safe_load(policy_yaml(kept))) == kept
 
 
 def test_policy_yaml_keeps_empty_reminders(tmp_path: Path) -> None:

@@ -218,6 +218,7 @@ def test_deep_nesting_is_refused_not_a_recursion_error(data: bytes) -> None:
         b'[2,"o-1","2026-01-01T08:00:00+08:00"]',
         b'[2,"o-1",null,false,false,[],["c-1","o-1","refund_only","quality",1,"CNY","m-1","b-1",'
         b'"review",null,"merchant_review","2026-01-01T00:00:00Z","2026-01-03T08:00:00+08:00"],{}]',
+        b'[2,"o-1",null,false,false,[],null,{},"2026-01-01T08:00:00+08:00"]',  # last_at
     ],
 )
 def test_an_instant_not_in_utc_is_refused(data: bytes) -> None:
