@@ -94,9 +94,7 @@ class Engine:
             else:
                 outcome = "applied"
                 state.event_ids.add(event_id)
-                at, last = event.occurred_at, state.last_at  # state.seen(), inlined: per record
-                if last is None or at > last:
-                    state.last_at = at
+                state.seen(event.occurred_at)
                 if applied:
                     effects += applied
         due: datetime | None = None

@@ -45,8 +45,7 @@ class OrderState(msgspec.Struct, array_like=True, tag=2, forbid_unknown_fields=T
         (with no open case) the end of its retention."""
         case = self.open
         if case is None:
-            keep, last = policy.order_retention, self.last_at
-            return None if keep is None or last is None else last + keep
+            return self._expiry(policy)
         item = case.next_due(policy)
         return None if item is None else item[0]
 
@@ -60,11 +59,11 @@ class OrderState(msgspec.Struct, array_like=True, tag=2, forbid_unknown_fields=T
         """
         case = self.open
         if case is None:
-            keep, last = policy.order_retention, self.last_at
-            bound = upto if forget_upto is None else forget_upto
-            if keep is None or last is None or last + keep > bound:
+            expires = self._expiry(policy)
+            if expires is None or expires > (upto if forget_upto is None else forget_upto):
                 return []
-            return [OrderForgotten(self.order_id, last, last + keep)]
+            assert self.last_at is not None  # an expiry counts from it
+            return [OrderForgotten(self.order_id, self.last_at, expires)]
         item = case.next_due(policy)
         if item is None or item[0] > upto:
             return []
@@ -75,6 +74,11 @@ class OrderState(msgspec.Struct, array_like=True, tag=2, forbid_unknown_fields=T
         self.seen(when)
         self._after_change(case, when, effects)
         return effects
+
+    def _expiry(self, policy: Policy) -> datetime | None:
+        """When the policy's retention forgets this order (if it has no open case)."""
+        keep, last = policy.order_retention, self.last_at
+        return None if keep is None or last is None else last + keep
 
     def seen(self, at: datetime) -> None:
         """The order saw instant `at` (an applied event, a fired deadline)."""

@@ -179,10 +179,12 @@ def build_app(settings: Settings, clock: Clock | None = None) -> faust.App:
         # Order facts never decide a case on arrival: they fire nothing of their own (an
         # unread after-sale record on the other topic could still be in time).
         upto = min(now, decoded.occurred_at) if topic == aftersale_name else EPOCH
-        # An order past its retention is forgotten before any record, but only once every
-        # record written before that instant has been read (one could have kept the order).
-        safe = part.watermark.safe_until()
-        forget_upto = EPOCH if safe is None else min(now, safe)
+        forget_upto = None  # no retention: nothing to forget
+        if policy.order_retention is not None:
+            # An order past its retention is forgotten before any record, but only once every
+            # record written before that instant has been read (one could have kept the order).
+            safe = part.watermark.safe_until()
+            forget_upto = EPOCH if safe is None else min(now, safe)
         result = part.engine.apply(decoded, upto, forget_upto)
         emit(result.effects, outbox, now)
         if result.error is not None:
