@@ -1,4 +1,4 @@
-"""The eager hand-off of streams/faust_speedups.py (no broker)."""
+"""The eager hand-off and the ebb wait of streams/faust_speedups.py (no broker)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,15 @@ import asyncio
 import pytest
 from faust.transport.producer import ProducerBuffer
 
-from streams.faust_speedups import _DONE, _finish, _finish_or_suspend, _first_step, install
+from streams.faust_speedups import (
+    _DONE,
+    EBB_POLL_S,
+    _ebb,
+    _finish,
+    _finish_or_suspend,
+    _first_step,
+    install,
+)
 
 
 async def test_a_hand_off_that_does_not_block_finishes_in_its_first_step() -> None:
@@ -101,3 +109,39 @@ async def test_producer_buffer_size_reads_the_setting_once(threaded: bool) -> No
     queue.put_nowait(2)
     assert buffer.size == 2
     assert app.conf.reads == 1
+
+
+class _Channel:
+    def __init__(self, queue: asyncio.Queue[int] | None) -> None:
+        self._queue = queue
+
+
+async def test_a_full_queue_is_left_to_ebb_to_half_before_more_hand_offs() -> None:
+    full: asyncio.Queue[int] = asyncio.Queue(maxsize=4)
+    for i in range(4):
+        full.put_nowait(i)
+    unbounded: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(10):
+        unbounded.put_nowait(i)  # no bound: nothing to wait for
+    channels = [_Channel(full), _Channel(None), _Channel(unbounded)]
+    waiting = asyncio.ensure_future(_ebb(channels, lambda: False))
+    await asyncio.sleep(3 * EBB_POLL_S)
+    assert not waiting.done()
+    full.get_nowait()  # three left: still over half
+    await asyncio.sleep(3 * EBB_POLL_S)
+    assert not waiting.done()
+    full.get_nowait()  # two left: half
+    await asyncio.wait_for(waiting, 1.0)
+
+
+async def test_waiting_for_a_full_queue_ends_when_the_flow_is_suspended() -> None:
+    full: asyncio.Queue[int] = asyncio.Queue(maxsize=2)
+    full.put_nowait(1)
+    full.put_nowait(2)
+    paused = False
+    waiting = asyncio.ensure_future(_ebb([_Channel(full)], lambda: paused))
+    await asyncio.sleep(3 * EBB_POLL_S)
+    assert not waiting.done()
+    paused = True
+    await asyncio.wait_for(waiting, 1.0)
+    assert full.qsize() == 2
