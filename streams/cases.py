@@ -11,10 +11,10 @@ from typing import Literal
 import msgspec
 
 from streams.effects import Action, ActionType, Outcome, Reminder
-from streams.errors import InvalidTransition
+from streams.errors import InvalidTransition, SchemaViolation
 from streams.events import Event
 from streams.policy import Policy, Rule
-from streams.times import Instant
+from streams.times import LATEST_DUE, Instant, format_time
 
 Phase = Literal[
     "review", "awaiting_return", "awaiting_receipt", "awaiting_refund", "escalated", "closed"
@@ -78,12 +78,11 @@ class Case(msgspec.Struct, array_like=True, forbid_unknown_fields=True, gc=False
         due, rule, set_at = self.due_at, self.rule, self.set_at
         if due is None or rule is None or set_at is None:
             return None
-        reminded = self.reminded
+        reminded, window = self.reminded, due - set_at
         for offset in policy.reminders[rule]:  # largest first, as `Policy.offsets` gives them
-            if offset not in reminded:
-                remind_at = due - offset
-                if remind_at >= set_at:
-                    return remind_at, offset
+            # (due - offset >= set_at, without computing an instant that may precede year 1)
+            if offset not in reminded and offset <= window:
+                return due - offset, offset
         return due, None
 
     def remind(self, offset: timedelta, remind_at: datetime) -> Reminder:
@@ -174,6 +173,14 @@ class Case(msgspec.Struct, array_like=True, forbid_unknown_fields=True, gc=False
             self.close("rejected")
         else:
             assert self.resume_phase is not None
+            remaining = self.remaining
+            if remaining is not None and remaining > LATEST_DUE - at:
+                # only an escalation stamped long before the deadline started gets here
+                raise SchemaViolation(
+                    f"field 'occurred_at': resuming case {self.case_id} at {format_time(at)} "
+                    f"with {remaining} left would put its deadline after "
+                    f"{format_time(LATEST_DUE)}"
+                )
             self.phase, self.resume_phase = self.resume_phase, None
-            if self.remaining is not None:
-                self.set_at, self.due_at, self.remaining = at, at + self.remaining, None
+            if remaining is not None:
+                self.set_at, self.due_at, self.remaining = at, at + remaining, None

@@ -12,7 +12,7 @@ import orjson
 from streams.errors import MalformedJson, SchemaViolation, UnknownType
 from streams.event_structs import EventBody, EventType, compile_event_types, union_decoder
 from streams.schemas import Check, contract
-from streams.times import is_time, parse_time
+from streams.times import LATEST_OCCURRED_AT, format_time, is_time, parse_time
 
 ORDER_TOPIC = "order-events"
 AFTERSALE_TOPIC = "aftersale-events"
@@ -98,6 +98,8 @@ def decode(raw: bytes | str, topic: str | None = None) -> Event:
         at = parse_time(body.occurred_at)
     except ValueError:
         return decode_checked(raw, topic)
+    if at >= LATEST_OCCURRED_AT:
+        return decode_checked(raw, topic)
     # tuple.__new__ directly: the NamedTuple's own __new__ is a Python-level call.
     event: Event = _new_event(Event, (kind, body.event_id, body.order_id, at, body))
     return event
@@ -136,5 +138,11 @@ def decode_checked(raw: bytes | str, topic: str | None = None) -> Event:
     except msgspec.ValidationError as exc:  # a bug: the Structs and the validators disagree
         raise SchemaViolation(f"{exc} (the compiled event types refuse it)") from None
     at = parse_time(body.occurred_at)
+    if at >= LATEST_OCCURRED_AT:
+        raise SchemaViolation(
+            f"field 'occurred_at': {body.occurred_at!r} is not before "
+            f"{format_time(LATEST_OCCURRED_AT)} (deadlines counted from it must stay within "
+            "year 9999)"
+        )
     event: Event = _new_event(Event, (kind, body.event_id, body.order_id, at, body))
     return event

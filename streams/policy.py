@@ -13,7 +13,7 @@ from typing import Final, Literal
 import yaml
 
 from streams.errors import PolicyError
-from streams.times import parse_duration
+from streams.times import LONGEST, parse_duration
 
 Rule = Literal["merchant_review", "buyer_return", "merchant_receipt"]
 RULES: Final[tuple[Rule, ...]] = ("merchant_review", "buyer_return", "merchant_receipt")
@@ -129,4 +129,9 @@ def _positive(value: object, name: str, source: str) -> timedelta:
         raise PolicyError(f"{source}: {name}: {exc}") from exc
     if duration <= timedelta(0):
         raise PolicyError(f"{source}: {name} must be positive, got {value!r}")
+    if duration > LONGEST:
+        raise PolicyError(
+            f"{source}: {name} must be at most {LONGEST.days} days (P{LONGEST.days}D), "
+            f"got {value!r}"
+        )
     return duration

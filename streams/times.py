@@ -15,6 +15,14 @@ from typing import Annotated
 import msgspec
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: An event's occurred_at must be before this, and a policy duration at most `LONGEST`: every
+#: instant counted from them (deadlines, reminders, a deadline chained on a fired one, a
+#: retention) then stays within year 9999, where Python's datetime ends.
+LATEST_OCCURRED_AT = datetime(9000, 1, 1, tzinfo=UTC)
+LONGEST = timedelta(days=36_500)
+#: No deadline set by an event is later (a resumed one included): one more deadline chained
+#: on it and a retention after that still end before year 9999.
+LATEST_DUE = LATEST_OCCURRED_AT + LONGEST
 #: An instant in a msgspec Struct: decoding refuses a time without an offset.
 Instant = Annotated[datetime, msgspec.Meta(tz=True)]
 
