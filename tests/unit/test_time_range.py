@@ -9,14 +9,18 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streams.effects import Action, OrderForgotten
 from streams.engine import Engine
 from streams.errors import PolicyError, SchemaViolation
 from streams.events import Event, decode, decode_checked
-from streams.policy import Policy, load_policy
-from streams.times import LATEST_DUE, LATEST_OCCURRED_AT, LONGEST
-from tests.unit.factories import body, event
+from streams.policy import RULES, Policy, load_policy
+from streams.times import LATEST_DUE, LATEST_OCCURRED_AT, LONGEST, format_time
+from tests.unit.factories import T0, body, event
+from tests.unit.strategies import ALL_TYPES, _fields
+from tests.unit.test_properties import PROPS
 
 LAST_OK = LATEST_OCCURRED_AT - timedelta(microseconds=1)
 END = datetime.max.replace(tzinfo=UTC)
@@ -98,3 +102,62 @@ def test_resuming_a_deadline_past_the_latest_due_is_refused_and_changes_nothing(
     assert case is not None
     assert case.phase == "escalated"
     assert eng.advance(END) == []  # paused: nothing due, nothing overflows
+
+
+H = timedelta(hours=1)
+#: Instants at both ends of what input may carry, and anything between.
+EXTREMES = st.one_of(
+    st.sampled_from([YEAR_1, YEAR_1 + H, LAST_OK - H, LAST_OK, T0]),
+    st.datetimes(YEAR_1.replace(tzinfo=None), LAST_OK.replace(tzinfo=None), timezones=st.just(UTC)),
+)
+DURATIONS = st.sampled_from([timedelta(seconds=1), H, timedelta(days=10), LONGEST])
+#: Weighted toward what starts, pauses and resumes deadlines.
+KINDS = st.sampled_from(
+    (*ALL_TYPES, *("aftersale.requested", "aftersale.escalated", "aftersale.resolved") * 4)
+)
+
+
+@st.composite
+def extreme_inputs(draw: st.DrawFn) -> tuple[Policy, list[bytes]]:
+    def offsets() -> tuple[timedelta, ...]:
+        return tuple(sorted(set(draw(st.lists(DURATIONS, max_size=2))), reverse=True))
+
+    policy = Policy(
+        deadlines={rule: draw(DURATIONS) for rule in RULES},
+        no_reason_window=draw(DURATIONS),
+        reminders={rule: offsets() for rule in RULES},
+        order_retention=draw(st.one_of(st.none(), DURATIONS)),
+    )
+    records = []
+    for n in range(draw(st.integers(1, 12))):
+        kind = draw(KINDS)
+        record = {
+            "event_id": f"e-{n}",
+            "type": kind,
+            "order_id": "o-1",
+            "occurred_at": format_time(draw(EXTREMES)),
+            **_fields(draw, kind, 1),
+        }
+        if kind.startswith("aftersale."):
+            record["case_id"] = draw(st.sampled_from(("c-1", "c-1", "c-1", "c-2")))
+        records.append(orjson.dumps(record))
+    return policy, records
+
+
+@settings(PROPS, max_examples=500)
+@given(extreme_inputs())
+def test_no_accepted_input_under_any_valid_policy_makes_the_engine_leave_the_range(
+    drawn: tuple[Policy, list[bytes]],
+) -> None:
+    # Any exception here (OverflowError above all) would crash replay, and the worker on
+    # every restart: every record must end applied, refused or as a dead letter.
+    policy, records = drawn
+    engine = Engine(policy)
+    clock: datetime | None = None
+    for value in records:
+        record = decode(value)
+        clock = record.occurred_at if clock is None else max(clock, record.occurred_at)
+        engine.advance(clock)
+        engine.apply(record, clock)
+    engine.advance(END)
+    assert engine.next_wakeup() is None  # everything due by the end of time has fired
