@@ -1,10 +1,18 @@
-"""The commit hook: batches are sent under their partition's transaction, settled on commit."""
+"""The commit hook: batches are sent under their partition's transaction, settled on commit;
+and the batch sender that sends them."""
 
 from __future__ import annotations
 
-from aiokafka.structs import TopicPartition
+import asyncio
+from types import SimpleNamespace
 
-from streams.eos_commit import CommitHook
+import pytest
+from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.record.default_records import DefaultRecordBatch
+from aiokafka.structs import TopicPartition
+from faust.exceptions import ProducerSendError
+
+from streams.eos_commit import CommitHook, _batch_sender
 from streams.orders import OrderState
 from streams.outbox import Outbox
 from streams.state_codec import encode
@@ -101,3 +109,49 @@ async def test_offsets_never_go_past_what_the_agent_processed() -> None:
     tp0, tp1, tp2 = (TopicPartition("in", p) for p in range(3))
     tick1 = TopicPartition("ticks", 1)
     assert hook.clamp({tp0: 50, tp1: 8, tp2: 3, tick1: 5}) == {tp0: 42, tp1: 8}
+
+
+class _Client:
+    """aiokafka's producer as `_batch_sender` uses it: its real batch builder (200-byte batches),
+    and a `send_batch` that records each batch's records and answers with its base offset."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[str, int, list[tuple[bytes | None, bytes | None]]]] = []
+        self.next_offset = 500
+
+    def create_batch(self) -> BatchBuilder:
+        return BatchBuilder(200, 0, is_transactional=True)  # 0: no compression
+
+    async def send_batch(
+        self, builder: BatchBuilder, topic: str, *, partition: int
+    ) -> asyncio.Future[SimpleNamespace]:
+        batch = DefaultRecordBatch(bytes(builder._build()))  # the bytes aiokafka would send
+        records = [(record.key, record.value) for record in batch]
+        self.batches.append((topic, partition, records))
+        done: asyncio.Future[SimpleNamespace] = asyncio.get_running_loop().create_future()
+        done.set_result(SimpleNamespace(offset=self.next_offset))
+        self.next_offset += len(records)
+        return done
+
+
+async def test_the_batch_sender_keeps_tombstones_and_splits_full_batches() -> None:
+    client = _Client()
+    producer = SimpleNamespace(_transaction_producers={"t-1": client})
+    # forgotten orders (None: a tombstone) among states, first in a batch and after others
+    records: list[tuple[bytes | None, bytes | None]] = [
+        (f"o-{i}".encode(), None if i % 3 else STATE) for i in range(12)
+    ]
+    last = await _batch_sender(producer)("t-1", "changelog", 4, records)
+    sent = [record for _, _, batch in client.batches for record in batch]
+    assert sent == records  # in order, None values kept as tombstones
+    sizes = [len(batch) for _, _, batch in client.batches]
+    assert len(sizes) > 1  # the small batches cannot hold them all...
+    assert max(sizes) > 1  # ...but hold more than one each
+    assert {(topic, partition) for topic, partition, _ in client.batches} == {("changelog", 4)}
+    assert last == 500 + len(records) - 1
+
+
+async def test_the_batch_sender_refuses_a_transaction_without_a_producer() -> None:
+    producer = SimpleNamespace(_transaction_producers={})
+    with pytest.raises(ProducerSendError, match="t-9"):
+        await _batch_sender(producer)("t-9", "changelog", 0, [(b"o-1", None)])
