@@ -1,6 +1,6 @@
 """A bare faust agent over a topic: the framework's own ceiling, for bench/stream.py (a).
 
-    python bench/faust_probe.py TOPIC COUNT [--patched]
+    python bench/faust_probe.py TOPIC COUNT [--patched] [--app-id ID]
 
 Consumes COUNT records of TOPIC from the start with one agent that does nothing (no state, no
 output, at_least_once) and prints events/s as JSON. With --patched it runs under the worker's
@@ -30,6 +30,7 @@ def main() -> int:
     parser.add_argument("topic")
     parser.add_argument("count", type=int)
     parser.add_argument("--patched", action="store_true")
+    parser.add_argument("--app-id", help="faust app id (default: probe-<random>)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     extra: dict[str, Any] = {}
@@ -40,7 +41,7 @@ def main() -> int:
         faust_speedups.install()
         extra.update(FAUST_TUNING, monitor=LeanMonitor())
     app = faust.App(
-        f"probe-{uuid.uuid4().hex[:8]}",
+        args.app_id or f"probe-{uuid.uuid4().hex[:8]}",
         broker=f"kafka://{BOOTSTRAP}",
         consumer_auto_offset_reset="earliest",
         datadir=tempfile.mkdtemp(prefix="faust-probe-"),

@@ -11,7 +11,8 @@
     (targets: p99 <= 1 s, p99.9 <= 2 s, never early);
 (c) restart-to-first-fire with those open cases, from local RocksDB state (target <= 30 s);
 (d) worker RSS per open case.
-Needs the local stack (`make stack-up`). Topics are fresh per run (unique prefix).
+Needs the local stack (`make stack-up`). Topics are fresh per run (unique prefix) and deleted
+afterwards, with the workers' state (--keep keeps both).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import argparse
 import asyncio
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -317,8 +319,13 @@ async def main_async(args: argparse.Namespace) -> None:
             f"    simulated mix {mix_rate:>10,.0f} events/s   ({mix_count:,} records of "
             "`aftersale simulate`: orders, cases, bad input, retries)"
         )
-        for label, flags in (("bare faust", []), ("bare faust*", ["--patched"])):
-            rate_ = faust_probe(topic, n, flags)
+        probes: tuple[tuple[str, list[str]], ...] = (
+            ("bare faust", []),
+            ("bare faust*", ["--patched"]),
+        )
+        for i, (label, flags) in enumerate(probes):
+            # an app id under the run's prefix: its leader topic is deleted with the others
+            rate_ = faust_probe(topic, n, [*flags, "--app-id", f"{prefix}probe-{i}"])
             print(
                 f"    {label:<13} {rate_:>10,.0f} events/s   ratio {rate_ / plain_rate:.2f} "
                 "(an agent that does nothing; * with the worker's faust changes)"
@@ -394,7 +401,23 @@ async def main_async(args: argparse.Namespace) -> None:
         print(f"(c) restart to first fire with {args.cases:,} open cases: {shown}   target <= 30 s")
     finally:
         worker.stop()
-        await admin.close()
+        try:
+            await remove_run(admin, prefix, folder, keep=args.keep)
+        finally:
+            await admin.close()
+
+
+async def remove_run(admin: AIOKafkaAdminClient, prefix: str, folder: Path, keep: bool) -> None:
+    """Delete the run's topics (inputs, outputs, the workers' changelogs and ticks) and its
+    folder of worker state: a full run leaves a few GB in the broker otherwise."""
+    if keep:
+        print(f"kept topics {prefix}* and {folder}", file=sys.stderr)
+        return
+    topics = [name for name in await admin.list_topics() if name.startswith(prefix)]
+    if topics:
+        await admin.delete_topics(topics)
+    shutil.rmtree(folder, ignore_errors=True)
+    print(f"deleted {len(topics)} topics {prefix}* and {folder}", file=sys.stderr)
 
 
 def main() -> int:
@@ -410,6 +433,9 @@ def main() -> int:
     )
     parser.add_argument(
         "--dump", type=Path, help="write (b)'s deadline_at, fired_at and seen time per action"
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the run's topics and worker state afterwards"
     )
     args = parser.parse_args()
     args.cases = max(args.cases, args.throughput_events)
