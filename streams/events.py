@@ -105,6 +105,18 @@ def decode(raw: bytes | str, topic: str | None = None) -> Event:
     return event
 
 
+def check_key(key: bytes | None, order_id: str) -> None:
+    """A live record's key must be its `order_id` (UTF-8): `SchemaViolation` otherwise.
+
+    Kafka places a record by its key; one keyed otherwise (or not at all) lands on another
+    partition than its order's state and would be judged against the wrong state, or none.
+    """
+    if key is None:
+        raise SchemaViolation(f"record has no key; its key must be its order_id {order_id!r}")
+    if key != order_id.encode("utf-8"):
+        raise SchemaViolation(f"record key {key!r} is not its order_id {order_id!r}")
+
+
 def decode_checked(raw: bytes | str, topic: str | None = None) -> Event:
     """`decode()` by orjson and the reference validators: slower, and it explains refusals."""
     try:

@@ -38,11 +38,11 @@ from faust.sensors.monitor import Monitor
 
 from streams import eos_commit, faust_fixes, faust_speedups
 from streams.clock import Clock, SystemClock
-from streams.deadletters import dead_letter
+from streams.deadletters import dead_letter, dead_letter_key
 from streams.effects import Action, Effect, Reminder
 from streams.eos_commit import CommitHook
-from streams.errors import InputError, SchemaViolation
-from streams.events import AFTERSALE_TOPIC, ORDER_TOPIC, decode
+from streams.errors import InputError
+from streams.events import AFTERSALE_TOPIC, ORDER_TOPIC, check_key, decode
 from streams.outbox import Outbox
 from streams.policy import load_policy
 from streams.runtime import PartitionRuntime, Runtime
@@ -169,12 +169,9 @@ def build_app(settings: Settings, clock: Clock | None = None) -> faust.App:
         raw_value: bytes = message.value or b""
         try:
             decoded = decode(raw_value, topic=contract_topic[topic])
-            if message.key is not None and message.key != decoded.order_id.encode():
-                raise SchemaViolation(
-                    f"record key {message.key!r} is not the order_id {decoded.order_id!r}"
-                )
+            check_key(message.key, decoded.order_id)
         except InputError as error:
-            refuse(error, message.key, message, outbox)
+            refuse(error, dead_letter_key(raw_value, message.key), message, outbox)
             return
         # Order facts never decide a case on arrival: they fire nothing of their own (an
         # unread after-sale record on the other topic could still be in time).

@@ -98,12 +98,24 @@ async def test_bad_input_is_dead_lettered_with_its_bytes(
         await feed.send("aftersale.received", f"{env.prefix}o-1", "c-1")  # unknown_case
         await feed.request(f"{env.prefix}o-2", "c-2")
         await feed.send("aftersale.received", f"{env.prefix}o-2", "c-2")  # invalid_transition
+        # valid records keyed otherwise than by their order_id, or not at all: Kafka placed
+        # them away from their order's state
+        keyless = await feed.request(f"{env.prefix}o-4", "c-4", key=None)
+        await feed.request(f"{env.prefix}o-5", "c-5", key=f"{env.prefix}o-6".encode())
         await feed.request(f"{env.prefix}o-3", "c-3", kind="refund_only")  # still served after
     await asyncio.sleep(6)
-    live = await read_outputs(env.prefix)
-    # one record of each code (partitions interleave, so compare by code)
-    dead = {d["error"]: d for d in live["aftersale-deadletter"]}
-    assert len(live["aftersale-deadletter"]) == len(dead)
+    keyed = await read_outputs(env.prefix, keys=True)
+    live = {topic: [value for _, value in records] for topic, records in keyed.items()}
+    # one record of each code but the key's (partitions interleave, so compare by code)
+    wrong_key = [
+        (key, d)
+        for key, d in keyed["aftersale-deadletter"]
+        if d["detail"].startswith(("record has no key", "record key"))
+    ]
+    dead = {
+        d["error"]: d for d in live["aftersale-deadletter"] if d not in dict(wrong_key).values()
+    }
+    assert len(live["aftersale-deadletter"]) == len(dead) + 2
     assert sorted(dead) == [
         "invalid_transition",
         "malformed_json",
@@ -111,6 +123,14 @@ async def test_bad_input_is_dead_lettered_with_its_bytes(
         "unknown_case",
         "unknown_type",
     ]
+    # refused with schema_violation, keyed by their order_id, and nothing else came of them
+    assert sorted((key, d["error"]) for key, d in wrong_key) == [
+        (f"{env.prefix}o-4".encode(), "schema_violation"),
+        (f"{env.prefix}o-5".encode(), "schema_violation"),
+    ]
+    assert orjson.loads(dict(wrong_key)[f"{env.prefix}o-4".encode()]["original"]) == keyless
+    actions = ids(live["aftersale-actions"], "action_id")
+    assert not any(a.startswith(("c-4:", "c-5:")) for a in actions)
     assert base64.b64decode(dead["malformed_json"]["original_base64"]) == bad[0][1]
     assert dead["malformed_json"]["original"] is None
     assert dead["schema_violation"]["original"] == bad[1][1].decode()

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import EllipsisType
 from typing import Any
 
 import orjson
@@ -158,9 +159,9 @@ class Feeder:
 
     async def send(
         self, event_type: str, order_id: str, case_id: str | None = None, /,
-        at: datetime | None = None, **fields: Any,
+        at: datetime | None = None, key: bytes | EllipsisType | None = ..., **fields: Any,
     ) -> dict[str, Any]:  # fmt: skip
-        """An event stamped now (or `at`), keyed by its order_id."""
+        """An event stamped now (or `at`), keyed by its order_id (or by `key`, None: no key)."""
         self.ids += 1
         body: dict[str, Any] = {
             "event_id": f"{self.prefix}e{self.ids}",
@@ -171,7 +172,7 @@ class Feeder:
         if case_id is not None:
             body["case_id"] = case_id
         body.update(fields)
-        await self.raw(event_type, orjson.dumps(body), order_id.encode())
+        await self.raw(event_type, orjson.dumps(body), order_id.encode() if key is ... else key)
         return body
 
     async def raw(self, kind: str, value: bytes, key: bytes | None) -> None:
@@ -185,17 +186,19 @@ class Feeder:
         self.sent.append(value)
 
     async def request(self, order_id: str, case_id: str, kind: str = "return_refund",
-                      at: datetime | None = None) -> dict[str, Any]:  # fmt: skip
+                      at: datetime | None = None,
+                      key: bytes | EllipsisType | None = ...) -> dict[str, Any]:  # fmt: skip
         return await self.send(
-            "aftersale.requested", order_id, case_id, at=at, kind=kind, reason="quality",
+            "aftersale.requested", order_id, case_id, at=at, key=key, kind=kind, reason="quality",
             amount=5990, merchant_id="m-1", buyer_id="b-1",
         )  # fmt: skip
 
 
 async def read_outputs(
-    prefix: str, settle: float = 3.0, limit: float = 60.0
+    prefix: str, settle: float = 3.0, limit: float = 60.0, keys: bool = False
 ) -> dict[str, list[Any]]:
-    """Every committed record of the three output topics, read until nothing new for `settle` s."""
+    """Every committed record of the three output topics, read until nothing new for `settle` s
+    (with `keys`, each as a pair of its key and its value)."""
     consumer = AIOKafkaConsumer(
         *(prefix + t for t in OUTPUTS),
         bootstrap_servers=BOOTSTRAP,
@@ -212,7 +215,10 @@ async def read_outputs(
             batch = await consumer.getmany(timeout_ms=500)
             for tp, records in batch.items():
                 for record in records:
-                    out[tp.topic.removeprefix(prefix)].append(orjson.loads(record.value))
+                    value = orjson.loads(record.value)
+                    out[tp.topic.removeprefix(prefix)].append(
+                        (record.key, value) if keys else value
+                    )
                     quiet_since = time.monotonic()
     finally:
         await consumer.stop()
