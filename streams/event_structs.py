@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 import msgspec
 
 from streams.errors import ContractError
-from streams.schemas import SchemaSet
+from streams.schemas import SchemaSet, ecma_pattern
 
 #: Fields every event has; `decode()` reads them as attributes.
 COMMON_FIELDS = ("event_id", "order_id", "occurred_at")
@@ -181,7 +181,11 @@ class _Compiler:
                 raise self.fail(where, "enum/const: only plain string values are compiled")
             return Literal[tuple(allowed)]  # a string enum: exact members only
         if kind == "string":
-            meta = msgspec.Meta(min_length=schema.get("minLength"), pattern=schema.get("pattern"))
+            pattern = schema.get("pattern")
+            meta = msgspec.Meta(
+                min_length=schema.get("minLength"),
+                pattern=None if pattern is None else ecma_pattern(pattern),
+            )
             return Annotated[str, meta]
         if kind in ("integer", "number"):
             low, high = schema.get("minimum"), schema.get("maximum")

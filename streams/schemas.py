@@ -179,7 +179,7 @@ class SchemaSet:
             length = int(schema["minLength"])
             terms.append(f"({other_type_passes('string', 'str')}len({var}) >= {length})")
         if "pattern" in schema:
-            regex = constant(re.compile(schema["pattern"]))
+            regex = constant(re.compile(ecma_pattern(schema["pattern"])))
             terms.append(f"({other_type_passes('string', 'str')}{regex}.search({var}) is not None)")
         for keyword, operator in (("minimum", ">="), ("maximum", "<=")):
             if keyword in schema:
@@ -312,8 +312,41 @@ def _min_length_check(length: int) -> Check:
     )
 
 
+def ecma_pattern(pattern: str) -> str:
+    r"""A JSON Schema `pattern` (ECMA-262) as a Python regex that matches the same strings.
+
+    ECMA-262's `$` matches only at the end; Python's also before a final newline (so
+    `^[A-Z]{3}$` let `"CNY\n"` through): each `$` outside a character class becomes `\Z`.
+    Classes that mean more in Python (`\d`, `\w`, `\s`, `\b`: Unicode, not ASCII) are refused.
+    """
+    out, escaped, in_class = [], False, False
+    for char in pattern:
+        if escaped:
+            if char in "dDwWsSbB":
+                raise ContractError(
+                    f"pattern {pattern!r}: \\{char} means other characters in Python than in "
+                    "ECMA-262; spell the class out"
+                )
+            out.append(char)
+            escaped = False
+        elif char == "\\":
+            out.append(char)
+            escaped = True
+        elif char == "[" and not in_class:
+            out.append(char)
+            in_class = True
+        elif char == "]" and in_class:
+            out.append(char)
+            in_class = False
+        elif char == "$" and not in_class:
+            out.append("\\Z")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
 def _pattern_check(pattern: str) -> Check:
-    regex = re.compile(pattern)
+    regex = re.compile(ecma_pattern(pattern))
     return lambda v: (
         f"{v!r} does not match {pattern}" if isinstance(v, str) and not regex.search(v) else None
     )

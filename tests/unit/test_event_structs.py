@@ -31,7 +31,7 @@ TRICKY: list[Any] = [
     "2026-11-01T10:00:00+0800", "2026-11-01T10:00:00.1234567Z", "2026-11-01T10:00:00.9999999Z",
     "2026-11-01T10:00:00-00:00", "2026-11-01T23:59:60Z", "2026-11-01T10:00:00+24:00",
     "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "2026-02-30T10:00:00Z",
-    "2026-11-01T10:00:00", "\u00e9\u4e2d", "a\x00b",
+    "2026-11-01T10:00:00", "\u00e9\u4e2d", "a\x00b", "CNY\n", "\nCNY",
     # other event types: a repeated `type` key must pick the same type in both parsers
     "order.shipped", "order.delivered", "aftersale.approved",
     2**53 - 1, 2**53, 2**63, 2**64 - 1, -(2**63) - 1,
@@ -130,6 +130,16 @@ def _valid_with(extra: bytes) -> bytes:
 )
 def test_fast_path_agrees_on_raw_json(raw: bytes) -> None:
     assert outcome(decode, raw) == outcome(decode_checked, raw)
+
+
+@pytest.mark.parametrize("currency", ["CNY\n", "\nCNY", "CNY\r", "CNY\n\n"])
+def test_a_pattern_ending_in_dollar_refuses_a_trailing_newline_on_both_paths(
+    currency: str,
+) -> None:
+    # ECMA-262's `$` is the end of the string; Python's `$` also matches before a final "\n"
+    raw = orjson.dumps(body("aftersale.requested", currency=currency))
+    refused = ("SchemaViolation", f"field 'currency': {currency!r} does not match ^[A-Z]{{3}}$")
+    assert outcome(decode, raw) == outcome(decode_checked, raw) == refused
 
 
 def test_deep_nesting_is_malformed_json_not_a_crash() -> None:

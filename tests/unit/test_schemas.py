@@ -11,6 +11,7 @@ from __future__ import annotations
 import calendar
 import contextlib
 import copy
+import functools
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,10 +20,11 @@ from typing import Any
 import msgspec
 import orjson
 import pytest
+import regress
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema import Draft202012Validator, FormatChecker, ValidationError, validators
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
@@ -36,7 +38,7 @@ from streams.errors import (
     UnknownType,
 )
 from streams.events import AFTERSALE_TOPIC, ORDER_TOPIC, decode, event_types, topic_of
-from streams.schemas import SchemaSet, contract
+from streams.schemas import SchemaSet, contract, ecma_pattern
 from tests.unit.factories import T0, body
 
 CONTRACT_CODES = (
@@ -109,10 +111,26 @@ _FORMATS = FormatChecker(formats=())
 _FORMATS.checks("date-time")(rfc3339_date_time)
 
 
+@functools.cache
+def _ecma_regex(pattern: str) -> regress.Regex:
+    return regress.Regex(pattern)
+
+
+def _ecma_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[Any]:
+    # jsonschema matches `pattern` with Python's `re`; JSON Schema means ECMA-262 (where `$` is
+    # the end of the string, not also the place before a final newline): regress is one.
+    if validator.is_type(instance, "string") and _ecma_regex(pattern).find(instance) is None:
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+#: Draft 2020-12 with ECMA-262 patterns.
+EcmaValidator = validators.extend(Draft202012Validator, {"pattern": _ecma_pattern})
+
+
 def reference(doc_id: str) -> Any:
     schema = contract().documents[doc_id]
     Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema, registry=_REGISTRY, format_checker=_FORMATS)
+    return EcmaValidator(schema, registry=_REGISTRY, format_checker=_FORMATS)
 
 
 def doc_ids() -> list[str]:
@@ -708,3 +726,30 @@ def test_records_refuse_bad_values(doc_id: str, field: str, value: Any) -> None:
     assert verdict is not None
     assert field in verdict
     assert not reference(doc_id).is_valid(record)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "python"),
+    [
+        ("^[A-Z]{3}$", "^[A-Z]{3}\\Z"),
+        ("Z$", "Z\\Z"),
+        ("^[A-Za-z0-9+/$]*={0,2}$", "^[A-Za-z0-9+/$]*={0,2}\\Z"),  # `$` in a class is a `$`
+        ("a\\$b", "a\\$b"),  # an escaped `$` too
+        ("^(x|y$)", "^(x|y\\Z)"),
+    ],
+)
+def test_ecma_dollar_becomes_the_end_of_the_string(pattern: str, python: str) -> None:
+    assert ecma_pattern(pattern) == python
+
+
+@pytest.mark.parametrize("pattern", ["^[A-Z]{3}$", "Z$", "^[A-Za-z0-9+/$]*={0,2}$", "^(x|y$)"])
+@pytest.mark.parametrize("text", ["CNY", "CNY\n", "Z", "Z\n", "y", "y\n", "x", "ab$", "\n"])
+def test_translated_patterns_match_what_ecma_262_matches(pattern: str, text: str) -> None:
+    ecma = _ecma_regex(pattern).find(text) is not None
+    assert (re.search(ecma_pattern(pattern), text) is not None) == ecma
+
+
+@pytest.mark.parametrize("pattern", ["^\\d{3}$", "\\w+", "[\\s]", "\\bx"])
+def test_classes_that_differ_between_ecma_and_python_are_refused(pattern: str) -> None:
+    with pytest.raises(ContractError, match="means other characters in Python"):
+        ecma_pattern(pattern)
