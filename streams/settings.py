@@ -114,10 +114,13 @@ class Settings:
     policy_file: Path | None = _setting(
         None, "policy YAML (default: the contract's policy)", _optional_path
     )
-    web_port: int = _setting(6066, "port of the worker's web server (/metrics, health)", _port)
+    web_port: int = _setting(
+        6066, "port of faust's web server (its status pages), on 127.0.0.1", _port
+    )
     processing_guarantee: str = _setting(
         "exactly_once",
-        "exactly_once or at_least_once",
+        "exactly_once, or at_least_once: outputs outside transactions, so after a crash an "
+        "action or reminder can appear twice",
         _choice("exactly_once", "at_least_once"),
     )
     tick_interval: float = _setting(0.2, "seconds between checks for due deadlines", _seconds)

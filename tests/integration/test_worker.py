@@ -95,6 +95,7 @@ async def test_bad_input_is_dead_lettered_with_its_bytes(
     async with Feeder(env.prefix) as feed:
         for kind, value in bad:
             await feed.raw(kind, value, b"x")
+        await feed.raw("order.paid", None, b"tombstone")  # a null value
         await feed.send("aftersale.received", f"{env.prefix}o-1", "c-1")  # unknown_case
         await feed.request(f"{env.prefix}o-2", "c-2")
         await feed.send("aftersale.received", f"{env.prefix}o-2", "c-2")  # invalid_transition
@@ -112,10 +113,16 @@ async def test_bad_input_is_dead_lettered_with_its_bytes(
         for key, d in keyed["aftersale-deadletter"]
         if d["detail"].startswith(("record has no key", "record key"))
     ]
-    dead = {
-        d["error"]: d for d in live["aftersale-deadletter"] if d not in dict(wrong_key).values()
-    }
-    assert len(live["aftersale-deadletter"]) == len(dead) + 2
+    tombstones = [(key, d) for key, d in keyed["aftersale-deadletter"] if key == b"tombstone"]
+    others = [
+        d for key, d in keyed["aftersale-deadletter"] if (key, d) not in wrong_key + tombstones
+    ]
+    dead = {d["error"]: d for d in others}
+    assert len(others) == len(dead)
+    assert [(d["error"], d["original"], d["original_base64"]) for _, d in tombstones] == [
+        ("malformed_json", "", "")
+    ]
+    assert tombstones[0][1]["topic"] == f"{env.prefix}order-events"
     assert sorted(dead) == [
         "invalid_transition",
         "malformed_json",
