@@ -95,6 +95,10 @@ def build_app(settings: Settings, clock: Clock | None = None) -> faust.App:
         web_port=settings.web_port,
         web_bind="127.0.0.1",
         monitor=LeanMonitor(),
+        # faust reads unprefixed variables (WEB_PORT, PROCESSING_GUARANTEE, ...) over the values
+        # given here: a Kubernetes service link `WEB_PORT=tcp://...` crashed the worker, and a
+        # stray PROCESSING_GUARANTEE would turn exactly-once off. Settings come from AFTERSALE_*.
+        env={},
     )
     order_name, aftersale_name = settings.topic(ORDER_TOPIC), settings.topic(AFTERSALE_TOPIC)
     ticks_name = ticks_topic(settings)

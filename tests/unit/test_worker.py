@@ -1,0 +1,31 @@
+"""`streams.worker.build_app`: the faust app takes its settings from AFTERSALE_* only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from faust.types.enums import ProcessingGuarantee
+
+from streams.settings import Settings
+from streams.worker import build_app
+
+
+def test_faust_own_environment_variables_do_not_override_the_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # what a Kubernetes service link or a stray variable puts into the environment
+    monkeypatch.setenv("WEB_PORT", "tcp://10.0.0.1:6066")
+    monkeypatch.setenv("PROCESSING_GUARANTEE", "at_least_once")
+    monkeypatch.setenv("TOPIC_PARTITIONS", "3")
+    monkeypatch.setenv("APP_DATADIR", "/elsewhere")
+    settings = Settings.from_env(
+        {"AFTERSALE_WEB_PORT": "7001", "AFTERSALE_PARTITIONS": "6"}, data_dir=tmp_path
+    )
+    conf = build_app(settings).conf
+    guarantee: Any = conf.processing_guarantee  # faust types the setting as the enum class
+    assert guarantee is ProcessingGuarantee.EXACTLY_ONCE
+    assert conf.web_port == 7001
+    assert conf.topic_partitions == 6
+    assert Path(conf.datadir) == tmp_path
