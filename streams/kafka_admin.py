@@ -76,3 +76,9 @@ async def check_topics(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> li
                 problems.append(f"{key} is {actual.get(key)!r}, expected {want!r}")
         reports[spec.name] = TopicReport(spec.name, tuple(problems))
     return list(reports.values())
+
+
+async def replication_factor(admin: AIOKafkaAdminClient, topic: str) -> int:
+    """How many replicas `topic` keeps of its partitions (the most of any partition)."""
+    described = await admin.describe_topics([topic])
+    return max(len(p["replicas"]) for p in described[0]["partitions"])

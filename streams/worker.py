@@ -73,8 +73,9 @@ def ticks_topic(settings: Settings) -> str:
     return f"{settings.app_id}-ticks"
 
 
-def build_app(settings: Settings, clock: Clock | None = None) -> faust.App:
-    """The faust app for these settings; `clock` defaults to the wall clock."""
+def build_app(settings: Settings, clock: Clock | None = None, replication: int = 1) -> faust.App:
+    """The faust app for these settings; `clock` defaults to the wall clock; `replication` is
+    the replication factor of the state changelog topic when faust creates it."""
     faust_fixes.apply()
     faust_speedups.install()
     clock = clock or SystemClock()
@@ -87,6 +88,7 @@ def build_app(settings: Settings, clock: Clock | None = None) -> faust.App:
         datadir=str(settings.data_dir),
         processing_guarantee=settings.processing_guarantee,
         topic_partitions=settings.partitions,
+        topic_replication_factor=replication,
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=0.5,

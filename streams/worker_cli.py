@@ -11,8 +11,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from streams.errors import ConfigError
+from streams.events import AFTERSALE_TOPIC
 from streams.gc_tuning import GC_THRESHOLDS
-from streams.kafka_admin import check_topics, create_topics
+from streams.kafka_admin import check_topics, create_topics, replication_factor
 from streams.settings import Settings
 from streams.topic_defs import TopicSpec, load_topic_specs
 
@@ -32,8 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-async def prepare_topics(settings: Settings) -> None:
-    """Refuse to start on missing or mismatched contract topics; create the ticks topic."""
+async def prepare_topics(settings: Settings) -> int:
+    """Refuse to start on missing or mismatched contract topics; create the ticks topic.
+
+    Returns the replication factor for the worker's own topics (ticks, state changelog): that
+    of `aftersale-events`, so state is kept as durably as the input it follows from (faust's
+    default, 1, would lose it with one broker, and fail every write where the cluster asks for
+    min.insync.replicas 2)."""
     from streams.worker import ticks_topic
 
     specs = load_topic_specs(None, settings.partitions, None, settings.topic_prefix)
@@ -47,7 +53,7 @@ async def prepare_topics(settings: Settings) -> None:
                 f"topics do not match topics/topics.yaml ({lines}); "
                 "run `aftersale topics create` (with the same partitions)"
             )
-        replication = specs[0].replication_factor
+        replication = await replication_factor(admin, settings.topic(AFTERSALE_TOPIC))
         ticks = TopicSpec(
             ticks_topic(settings),
             "internal",
@@ -58,6 +64,7 @@ async def prepare_topics(settings: Settings) -> None:
         await create_topics(admin, [ticks])
     finally:
         await admin.close()
+    return replication
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
-        asyncio.run(prepare_topics(settings))
+        replication = asyncio.run(prepare_topics(settings))
     except (KafkaError, OSError) as exc:
         raise ConfigError(f"Kafka at {settings.kafka_bootstrap}: {exc!r}") from None
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
@@ -73,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
     from streams.worker import build_app
 
-    app = build_app(settings)
+    app = build_app(settings, replication=replication)
     worker = faust.Worker(app, loglevel=args.loglevel)
     tune_gc()
     worker.execute_from_commandline()

@@ -6,7 +6,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.cli import main
-from streams.kafka_admin import check_topics, create_topics, until_listed
+from streams.kafka_admin import check_topics, create_topics, replication_factor, until_listed
 from streams.topic_defs import load_topic_specs
 from tests.integration.endpoints import BOOTSTRAP
 
@@ -20,6 +20,16 @@ async def test_create_is_idempotent_and_check_passes(
     assert await create_topics(admin, specs) == []
     reports = await check_topics(admin, specs)
     assert [r.problems for r in reports] == [()] * 5
+    await admin.delete_topics(created)
+
+
+async def test_replication_factor_reads_the_replicas_of_a_topic(
+    admin: AIOKafkaAdminClient, unique: str
+) -> None:
+    # one broker here: 1 is the only factor it can hold; a cluster's comes from the same field
+    specs = load_topic_specs(prefix=f"{unique}-", partitions=3)
+    created = await create_topics(admin, specs[:1])
+    assert await replication_factor(admin, created[0]) == 1
     await admin.delete_topics(created)
 
 

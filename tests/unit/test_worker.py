@@ -29,3 +29,9 @@ def test_faust_own_environment_variables_do_not_override_the_settings(
     assert conf.web_port == 7001
     assert conf.topic_partitions == 6
     assert Path(conf.datadir) == tmp_path
+
+
+def test_the_state_changelog_takes_the_replication_factor_given(tmp_path: Path) -> None:
+    # faust declares the changelog with this when the topic does not exist yet
+    app = build_app(Settings.from_env({}, data_dir=tmp_path), replication=3)
+    assert app.conf.topic_replication_factor == 3
