@@ -14,12 +14,15 @@ from streams.policy import load_policy
 from streams.times import parse_time
 
 
-def _time_arg(text: str) -> datetime:
+def _until(text: str | None) -> datetime | None:
+    """`--until`, checked after parsing: a bad one is one line, like every other error here."""
+    if text is None:
+        return None
     try:
         return parse_time(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an RFC 3339 time with an offset (e.g. 2026-11-03T10:00:00Z)"
+        raise ConfigError(
+            f"--until {text!r} is not an RFC 3339 time with an offset (e.g. 2026-11-03T10:00:00Z)"
         ) from None
 
 
@@ -43,7 +46,6 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("events", type=Path, metavar="EVENTS.jsonl", help="input events")
     replay.add_argument(
         "--until",
-        type=_time_arg,
         metavar="TIME",
         help="advance the clock to this RFC 3339 time after the last line (default: stop at the "
         "last record's time)",
@@ -122,11 +124,12 @@ def _replay(args: argparse.Namespace) -> int:
 
     from streams.replay import ProgressLine, replay
 
+    until = _until(args.until)
     if not args.events.is_file():
         raise ConfigError(f"input file not found: {args.events}")
     policy = load_policy(args.policy)
     progress = None if args.quiet else ProgressLine()
-    summary = replay(args.events, args.out, policy, args.until, progress)
+    summary = replay(args.events, args.out, policy, until, progress)
     if args.json:
         print(orjson.dumps(summary.as_dict(), option=orjson.OPT_INDENT_2).decode())
     elif not args.quiet:
