@@ -7,45 +7,61 @@ import asyncio
 import logging
 import os
 import sys
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from streams.errors import ConfigError
 from streams.kafka_admin import check_topics, create_topics
+from streams.settings import PREFIX, Settings
 from streams.topic_defs import TopicSpec, load_topic_specs
-
-BOOTSTRAP_ENV = "AFTERSALE_KAFKA_BOOTSTRAP"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Connects as the worker does: AFTERSALE_KAFKA_* (bootstrap, SASL, SSL); "
+        "AFTERSALE_PARTITIONS and AFTERSALE_TOPIC_PREFIX, when set, are the defaults of "
+        "--partitions and --prefix."
+    )
     parser.add_argument("action", choices=("create", "check"), help="create missing, or check all")
     parser.add_argument(
-        "--bootstrap",
-        default=os.environ.get(BOOTSTRAP_ENV, "127.0.0.1:9092"),
-        help=f"Kafka bootstrap servers (env {BOOTSTRAP_ENV}, default 127.0.0.1:9092)",
+        "--bootstrap", help="Kafka bootstrap servers (default: AFTERSALE_KAFKA_BOOTSTRAP)"
     )
-    parser.add_argument("--partitions", type=int, help="override every topic's partition count")
+    parser.add_argument(
+        "--partitions",
+        type=int,
+        help="override every topic's partition count (default: AFTERSALE_PARTITIONS if set, "
+        "else topics.yaml's)",
+    )
     parser.add_argument("--replication-factor", type=int, help="override the replication factor")
-    parser.add_argument("--prefix", default="", help="prefix every topic name (isolated runs)")
+    parser.add_argument(
+        "--prefix", help="prefix every topic name (default: AFTERSALE_TOPIC_PREFIX, else none)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Create (idempotently) or check the topics; exit 1 when a check finds a mismatch."""
-    specs = load_topic_specs(None, args.partitions, args.replication_factor, args.prefix)
+    overrides = {} if args.bootstrap is None else {"kafka_bootstrap": args.bootstrap}
+    settings = Settings.from_env(**overrides)
+    partitions = args.partitions
+    if partitions is None and f"{PREFIX}PARTITIONS" in os.environ:
+        partitions = settings.partitions
+    prefix = settings.topic_prefix if args.prefix is None else args.prefix
+    specs = load_topic_specs(None, partitions, args.replication_factor, prefix)
     # aiokafka logs each failed connection attempt; our one-line error says it better.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
-        return asyncio.run(_run(args, specs))
+        return asyncio.run(_run(args.action, specs, settings.client_options()))
     except (KafkaError, OSError) as exc:
-        raise ConfigError(f"Kafka at {args.bootstrap}: {exc!r}") from None
+        raise ConfigError(f"Kafka at {settings.kafka_bootstrap}: {exc!r}") from None
 
 
-async def _run(args: argparse.Namespace, specs: list[TopicSpec]) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=args.bootstrap, request_timeout_ms=15_000)
+async def _run(action: str, specs: list[TopicSpec], options: dict[str, Any]) -> int:
+    admin = AIOKafkaAdminClient(request_timeout_ms=15_000, **options)
     await admin.start()
     try:
-        if args.action == "create":
+        if action == "create":
             created = await create_topics(admin, specs)
             for name in created:
                 print(f"created {name}")

@@ -63,6 +63,19 @@ def test_cli_create_then_check(unique: str, capsys: pytest.CaptureFixture[str]) 
     assert "has 1 partitions, expected 2" in capsys.readouterr().err
 
 
+def test_cli_takes_prefix_and_partitions_from_the_worker_settings(
+    unique: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AFTERSALE_KAFKA_BOOTSTRAP", BOOTSTRAP)
+    monkeypatch.setenv("AFTERSALE_TOPIC_PREFIX", f"{unique}-")
+    monkeypatch.setenv("AFTERSALE_PARTITIONS", "3")
+    assert main(["topics", "create"]) == 0
+    assert f"created {unique}-order-events" in capsys.readouterr().out
+    assert main(["topics", "check", "--partitions", "3", "--prefix", f"{unique}-"]) == 0
+    assert main(["topics", "check", "--partitions", "2"]) == 1
+    assert f"{unique}-order-events: has 3 partitions, expected 2" in capsys.readouterr().err
+
+
 def test_cli_unreachable_broker_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["topics", "check", "--bootstrap", "127.0.0.1:1"]) == 2
     err = capsys.readouterr().err
