@@ -6,6 +6,7 @@ that names the variable. The README's configuration table is checked against the
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import ssl
@@ -45,6 +46,13 @@ def _port(text: str) -> int:
     if not 0 < port < 65536:
         raise ValueError("must be a TCP port (1-65535)")
     return port
+
+
+def _address(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise ValueError("must be an IP address (e.g. 127.0.0.1, 0.0.0.0 or ::)") from None
 
 
 def _positive_int(text: str) -> int:
@@ -114,8 +122,11 @@ class Settings:
     policy_file: Path | None = _setting(
         None, "policy YAML (default: the contract's policy)", _optional_path
     )
-    web_port: int = _setting(
-        6066, "port of faust's web server (its status pages), on 127.0.0.1", _port
+    web_port: int = _setting(6066, "port of faust's web server (its status pages)", _port)
+    web_bind: str = _setting(
+        "127.0.0.1",
+        "address the web server listens on (0.0.0.0: every interface, e.g. in a pod)",
+        _address,
     )
     processing_guarantee: str = _setting(
         "exactly_once",

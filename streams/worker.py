@@ -95,7 +95,7 @@ def build_app(settings: Settings, clock: Clock | None = None, replication: int =
         **FAUST_TUNING,
         table_standby_replicas=0,
         web_port=settings.web_port,
-        web_bind="127.0.0.1",
+        web_bind=settings.web_bind,
         monitor=LeanMonitor(),
         # faust reads unprefixed variables (WEB_PORT, PROCESSING_GUARANTEE, ...) over the values
         # given here: a Kubernetes service link `WEB_PORT=tcp://...` crashed the worker, and a

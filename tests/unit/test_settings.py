@@ -18,6 +18,7 @@ def test_defaults_run_locally() -> None:
     assert settings.store == "rocksdb"
     assert settings.processing_guarantee == "exactly_once"
     assert settings.partitions == 12
+    assert settings.web_bind == "127.0.0.1"
 
 
 def test_environment_values_are_parsed() -> None:
@@ -31,8 +32,10 @@ def test_environment_values_are_parsed() -> None:
             "AFTERSALE_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
             "AFTERSALE_KAFKA_SASL_USERNAME": "svc",
             "AFTERSALE_KAFKA_SASL_PASSWORD": "hunter2",
+            "AFTERSALE_WEB_BIND": "0.0.0.0",
         }
     )
+    assert settings.web_bind == "0.0.0.0"
     assert (settings.partitions, settings.store, settings.tick_interval) == (3, "memory", 0.05)
     assert settings.data_dir == Path("/tmp/x")
     assert settings.kafka_sasl_password == Secret("hunter2")
@@ -47,6 +50,7 @@ def test_environment_values_are_parsed() -> None:
         ({"AFTERSALE_PARTITIONS": "0"}, "must be a whole number >= 1"),
         ({"AFTERSALE_STORE": "redis"}, "must be one of rocksdb, memory"),
         ({"AFTERSALE_WEB_PORT": "70000"}, "must be a TCP port"),
+        ({"AFTERSALE_WEB_BIND": "localhost"}, "must be an IP address"),
         ({"AFTERSALE_TICK_INTERVAL": "nan"}, "positive number of seconds"),
         ({"AFTERSALE_PROCESSING_GUARANTEE": "maybe"}, "exactly_once, at_least_once"),
         ({"AFTERSALE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "needs AFTERSALE_KAFKA_SASL_MECHANISM"),

@@ -21,12 +21,13 @@ def test_faust_own_environment_variables_do_not_override_the_settings(
     monkeypatch.setenv("TOPIC_PARTITIONS", "3")
     monkeypatch.setenv("APP_DATADIR", "/elsewhere")
     settings = Settings.from_env(
-        {"AFTERSALE_WEB_PORT": "7001", "AFTERSALE_PARTITIONS": "6"}, data_dir=tmp_path
+        {"AFTERSALE_WEB_PORT": "7001", "AFTERSALE_PARTITIONS": "6", "AFTERSALE_WEB_BIND": "::"},
+        data_dir=tmp_path,
     )
     conf = build_app(settings).conf
     guarantee: Any = conf.processing_guarantee  # faust types the setting as the enum class
     assert guarantee is ProcessingGuarantee.EXACTLY_ONCE
-    assert conf.web_port == 7001
+    assert (conf.web_port, conf.web_bind) == (7001, "::")
     assert conf.topic_partitions == 6
     assert Path(conf.datadir) == tmp_path
 
