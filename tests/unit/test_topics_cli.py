@@ -3,6 +3,7 @@ tests/integration/test_topics.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -68,3 +69,12 @@ def test_bad_settings_are_one_line(
     err = capsys.readouterr().err
     assert "AFTERSALE_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT needs" in err
     assert err.count("\n") == 1
+
+
+def test_a_policy_file_not_written_yet_does_not_stop_it(
+    admin: type[RefusedAdmin], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # the demo names the worker's policy file before it writes it, and makes topics first
+    monkeypatch.setenv("AFTERSALE_POLICY_FILE", str(tmp_path / "later.yaml"))
+    assert main(["topics", "check", "--bootstrap", "127.0.0.1:9"]) == 2
+    assert len(admin.built) == 1
