@@ -1,0 +1,55 @@
+#!/usr/bin/env python3
+"""Delete one local run's topics (every topic whose name starts with PREFIX) and folders.
+
+The demo makes fresh topics and state for each run so that what it shows is that run's; this
+removes them when it ends, so runs do not pile up in the broker's disk.
+
+    .venv/bin/python deploy/local/drop_run.py demo-1764500000- .stack/demo-1764500000-data
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import sys
+from pathlib import Path
+
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+
+async def drop_topics(bootstrap: str, prefix: str) -> list[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
+    await admin.start()
+    try:
+        topics = sorted(name for name in await admin.list_topics() if name.startswith(prefix))
+        if topics:
+            await admin.delete_topics(topics)
+        return topics
+    finally:
+        await admin.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("prefix", help="delete every topic whose name starts with this")
+    parser.add_argument("folders", nargs="*", type=Path, help="folders to delete too")
+    parser.add_argument("--bootstrap", default="127.0.0.1:9092", help="Kafka bootstrap servers")
+    args = parser.parse_args()
+    if len(args.prefix) < 3:
+        parser.error(f"prefix {args.prefix!r} is too short to name one run's topics")
+    try:
+        topics = asyncio.run(drop_topics(args.bootstrap, args.prefix))
+    except (KafkaError, OSError) as exc:
+        print(f"drop_run: Kafka at {args.bootstrap}: {exc!r}", file=sys.stderr)
+        return 2
+    for folder in args.folders:
+        shutil.rmtree(folder, ignore_errors=True)
+    folders = "".join(f" and {f}" for f in args.folders)
+    print(f"deleted {len(topics)} topics {args.prefix}*{folders}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
