@@ -65,6 +65,12 @@ FAUST_TUNING: dict[str, Any] = {
     # records/s). At a rate the worker keeps up with, the queue stays short.
     "stream_buffer_maxsize": 32768,
     "consumer_max_fetch_size": 4 * 1024 * 1024,
+    # faust's repaired Cython fast path (off by default while new): the stream takes a record
+    # already waiting in its queue without awaiting the queue. Same records, same order; the
+    # other repaired path (decode once for several channels) never applies to one agent. Worker
+    # over 150,000 requests, six interleaved rounds: median 21,398 -> 23,835 records/s, CPU per
+    # record 41.3 -> 38.7 us; faster in every round.
+    "cython_optimizations": True,
 }
 
 
