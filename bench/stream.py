@@ -37,7 +37,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
-from streams.kafka_admin import create_topics
+from streams.kafka_admin import create_topics, delete_topics_named
 from streams.live_producer import route
 from streams.simulate import generate
 from streams.times import format_time, parse_time
@@ -419,9 +419,7 @@ async def remove_run(admin: AIOKafkaAdminClient, prefix: str, folder: Path, keep
     if keep:
         print(f"kept topics {prefix}* and {folder}", file=sys.stderr)
         return
-    topics = [name for name in await admin.list_topics() if name.startswith(prefix)]
-    if topics:
-        await admin.delete_topics(topics)
+    topics = await delete_topics_named(admin, prefix)
     shutil.rmtree(folder, ignore_errors=True)
     print(f"deleted {len(topics)} topics {prefix}* and {folder}", file=sys.stderr)
 

@@ -82,3 +82,11 @@ async def replication_factor(admin: AIOKafkaAdminClient, topic: str) -> int:
     """How many replicas `topic` keeps of its partitions (the most of any partition)."""
     described = await admin.describe_topics([topic])
     return max(len(p["replicas"]) for p in described[0]["partitions"])
+
+
+async def delete_topics_named(admin: AIOKafkaAdminClient, prefix: str) -> list[str]:
+    """Delete every topic whose name starts with `prefix` (one run's topics); returns them."""
+    topics = sorted(name for name in await admin.list_topics() if name.startswith(prefix))
+    if topics:
+        await admin.delete_topics(topics)
+    return topics

@@ -18,15 +18,14 @@ from pathlib import Path
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from streams.kafka_admin import delete_topics_named
+
 
 async def drop_topics(bootstrap: str, prefix: str) -> list[str]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
     await admin.start()
     try:
-        topics = sorted(name for name in await admin.list_topics() if name.startswith(prefix))
-        if topics:
-            await admin.delete_topics(topics)
-        return topics
+        return await delete_topics_named(admin, prefix)
     finally:
         await admin.close()
 

@@ -6,7 +6,13 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.cli import main
-from streams.kafka_admin import check_topics, create_topics, replication_factor, until_listed
+from streams.kafka_admin import (
+    check_topics,
+    create_topics,
+    delete_topics_named,
+    replication_factor,
+    until_listed,
+)
 from streams.topic_defs import load_topic_specs
 from tests.integration.endpoints import BOOTSTRAP
 
@@ -20,7 +26,8 @@ async def test_create_is_idempotent_and_check_passes(
     assert await create_topics(admin, specs) == []
     reports = await check_topics(admin, specs)
     assert [r.problems for r in reports] == [()] * 5
-    await admin.delete_topics(created)
+    # one run's topics, and no other's
+    assert await delete_topics_named(admin, f"{unique}-") == sorted(created)
 
 
 async def test_replication_factor_reads_the_replicas_of_a_topic(
