@@ -350,6 +350,10 @@ async def main_async(args: argparse.Namespace) -> None:
             f"the {base_rss:,.0f} MB at start)"
         )
         window = args.window
+        rate = args.ingest_rate or worker_rate / 2
+        filler = [request(prefix, 10 * args.cases + i, far(i)) for i in range(int(rate * window))]
+        # Deadlines start 5 s from now, once the records are built (building them takes about
+        # 4 s, which left the first deadlines 1 s when they were set first).
         start = datetime.now(UTC) + timedelta(seconds=5)
         due = [start + timedelta(seconds=window * i / args.due) for i in range(args.due)]
         # back-dated requests: each deadline lands inside the window, spread evenly
@@ -357,8 +361,6 @@ async def main_async(args: argparse.Namespace) -> None:
             request(prefix, args.cases + i, d - timedelta(seconds=REVIEW_S))
             for i, d in enumerate(due)
         ]
-        rate = args.ingest_rate or worker_rate / 2
-        filler = [request(prefix, 10 * args.cases + i, far(i)) for i in range(int(rate * window))]
         mixed = [r for pair in zip(filler, firing, strict=False) for r in pair]
         mixed += filler[len(firing) :] + firing[len(filler) :]
         print(
