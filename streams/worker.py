@@ -36,7 +36,7 @@ import orjson
 from aiokafka.structs import TopicPartition
 from faust.sensors.monitor import Monitor
 
-from streams import eos_commit, faust_fixes, faust_speedups
+from streams import eos_commit, faust_fixes, faust_speedups, fetch_fix
 from streams.clock import Clock, SystemClock
 from streams.deadletters import dead_letter, dead_letter_key
 from streams.effects import Action, Effect, Reminder
@@ -83,6 +83,7 @@ def build_app(settings: Settings, clock: Clock | None = None, replication: int =
     """The faust app for these settings; `clock` defaults to the wall clock; `replication` is
     the replication factor of the state changelog topic when faust creates it."""
     faust_fixes.apply()
+    fetch_fix.apply()
     faust_speedups.install()
     clock = clock or SystemClock()
     policy = load_policy(settings.policy_file)
