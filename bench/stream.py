@@ -79,9 +79,9 @@ async def send_all(records: Iterable[tuple[str, bytes | None, bytes]], rate: flo
     """Send (topic, key, value) records, as fast as possible or at `rate` records/s.
 
     With librdkafka (confluent-kafka), whose threads batch and send outside the GIL: at
-    11,300 records/s aiokafka's producer took 20-30% of a core from the two this machine's
-    worker, broker and bench share. Keys are partitioned with murmur2, as by Kafka's Java
-    client, aiokafka and the contract's producers.
+    11,300 records/s it takes 7.5-10% of a core, aiokafka's producer took 18-20%, of the two
+    cores this machine's worker, broker and bench share. Keys are partitioned with murmur2,
+    as by Kafka's Java client, aiokafka and the contract's producers.
     """
     failed: list[str] = []
 
