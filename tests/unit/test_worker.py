@@ -1,4 +1,5 @@
-"""`streams.worker.build_app`: the faust app takes its settings from AFTERSALE_* only."""
+"""`streams.worker.build_app`: the faust app takes its settings from AFTERSALE_* only, and
+runs exactly-once (its consumer reads committed records only)."""
 
 from __future__ import annotations
 
@@ -36,3 +37,16 @@ def test_the_state_changelog_takes_the_replication_factor_given(tmp_path: Path) 
     # faust declares the changelog with this when the topic does not exist yet
     app = build_app(Settings.from_env({}, data_dir=tmp_path), replication=3)
     assert app.conf.topic_replication_factor == 3
+
+
+async def test_the_worker_reads_only_committed_input(tmp_path: Path) -> None:
+    # faust picks read_committed only when the app runs as a worker: an upstream producer's
+    # aborted transaction must never reach the engine
+    app = build_app(Settings.from_env({}, data_dir=tmp_path))
+    app.in_worker = True  # as `aftersale worker` (faust's Worker) runs it
+    thread: Any = app.consumer._thread  # type: ignore[attr-defined]
+    consumer = thread._create_worker_consumer(app.transport)
+    try:
+        assert consumer._isolation_level == "read_committed"
+    finally:
+        await consumer.stop()
