@@ -57,11 +57,10 @@ async def _proc_fetch_request_noting_idle(
 
 
 def _actions_without_idle_only_fetches(self: Any, assignment: Any) -> Any:
-    fetch_requests, reset_requests, timeout, invalid_metadata, resume = _get_actions_per_node(
-        self, assignment
-    )
+    actions = _get_actions_per_node(self, assignment)
+    fetch_requests = actions[0]
     if not fetch_requests or not self._records:
-        return fetch_requests, reset_requests, timeout, invalid_metadata, resume
+        return actions
     now = time.monotonic()
     holding = {
         self._select_read_replica(tp)
@@ -69,14 +68,14 @@ def _actions_without_idle_only_fetches(self: Any, assignment: Any) -> Any:
         if now - result._created < HOLD_S
     }
     if not holding:
-        return fetch_requests, reset_requests, timeout, invalid_metadata, resume
+        return actions
     idle: set[TopicPartition] = self.__dict__.get("_idle_tps", set())
     kept = [
         (node_id, request)
         for node_id, request in fetch_requests
         if node_id not in holding or not idle.issuperset(_asked(request))
     ]
-    return kept, reset_requests, timeout, invalid_metadata, resume
+    return (kept, *actions[1:])
 
 
 def apply() -> None:

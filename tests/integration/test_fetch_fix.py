@@ -67,20 +67,26 @@ async def longest_wait(busy: str, idle: str, seconds: float = 4.0) -> float:
     return longest
 
 
+@pytest.fixture
+def shipped_fetcher(monkeypatch: pytest.MonkeyPatch) -> None:
+    """aiokafka's fetcher as shipped, even where an app built earlier in this process installed
+    the fix; whatever a test installs is undone after it."""
+    fetcher = aiokafka_fetcher.Fetcher
+    monkeypatch.setattr(fetcher, "_get_actions_per_node", fetch_fix._get_actions_per_node)
+    monkeypatch.setattr(fetcher, "_proc_fetch_request", fetch_fix._proc_fetch_request)
+
+
+@pytest.mark.usefixtures("shipped_fetcher")
 async def test_without_the_fix_a_fetch_of_the_idle_partition_holds_the_busy_one(
-    busy_and_idle: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+    busy_and_idle: tuple[str, str],
 ) -> None:
-    # aiokafka as shipped, even where an app built earlier in this process installed the fix
     # (this test fails once aiokafka no longer stalls here: the fix may go then)
-    original = fetch_fix._get_actions_per_node
-    monkeypatch.setattr(aiokafka_fetcher.Fetcher, "_get_actions_per_node", original)
     assert await longest_wait(*busy_and_idle) > 0.8
 
 
+@pytest.mark.usefixtures("shipped_fetcher")
 async def test_with_the_fix_the_busy_partition_is_fetched_once_taken(
-    busy_and_idle: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+    busy_and_idle: tuple[str, str],
 ) -> None:
-    fetcher = aiokafka_fetcher.Fetcher
-    monkeypatch.setattr(fetcher, "_get_actions_per_node", fetcher._get_actions_per_node)
-    fetch_fix.apply()  # undone after the test with the line above
+    fetch_fix.apply()
     assert await longest_wait(*busy_and_idle) < 0.3
