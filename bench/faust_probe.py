@@ -35,10 +35,10 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING)
     extra: dict[str, Any] = {}
     if args.patched:
-        from streams import faust_speedups
-        from streams.worker import FAUST_TUNING, LeanMonitor
+        from streams.live.app import FAUST_TUNING, LeanMonitor
+        from streams.patches import handoff
 
-        faust_speedups.install()
+        handoff.install()
         extra.update(FAUST_TUNING, monitor=LeanMonitor())
     app = faust.App(
         args.app_id or f"probe-{uuid.uuid4().hex[:8]}",

@@ -37,12 +37,12 @@ def _phase(kind: str, path: Path) -> None:
     import msgspec
     import orjson
 
-    from streams.event_structs import compile_event_types, union_decoder
-    from streams.orders import OrderState
-    from streams.policy import Policy
-    from streams.replay import replay
-    from streams.schemas import contract
-    from streams.times import parse_time
+    from streams.contract.event_structs import compile_event_types, union_decoder
+    from streams.contract.schemas import contract
+    from streams.contract.times import parse_time
+    from streams.rules.orders import OrderState
+    from streams.rules.policy import Policy
+    from streams.tools.replay import replay
 
     # compiled before the clock starts, and only for the phase that uses it
     typed = union_decoder(compile_event_types(contract())) if kind == "floor" else None
@@ -105,7 +105,7 @@ def _input(events: int) -> Path:
         orders = int(events / EVENTS_PER_ORDER)
         print(f"generating {path.name} ({orders} orders, once)...", file=sys.stderr)
         subprocess.run(
-            [sys.executable, "-m", "streams.cli", "simulate", "--orders", str(orders),
+            [sys.executable, "-m", "streams.tools.cli", "simulate", "--orders", str(orders),
              "--seed", "2026", "--span", "P30D", "--out", str(path)],
             check=True,
         )  # fmt: skip

@@ -39,11 +39,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
-from streams.kafka_admin import create_topics, delete_topics_named
-from streams.live_producer import route
-from streams.simulate import generate
-from streams.times import format_time, parse_time
-from streams.topic_defs import TopicSpec, load_topic_specs
+from streams.contract.times import format_time, parse_time
+from streams.contract.topics import TopicSpec, load_topic_specs
+from streams.live.admin import create_topics, delete_topics_named
+from streams.tools.live_producer import route
+from streams.tools.simulate import generate
 
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 PARTITIONS = 6
@@ -173,7 +173,7 @@ class Worker:
         log = (self.folder / "worker.log").open("ab")
         started = time.monotonic()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "warning"],
+            [sys.executable, "-m", "streams.tools.cli", "worker", "--loglevel", "warning"],
             env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         return started

@@ -18,7 +18,7 @@ from pathlib import Path
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from streams.kafka_admin import delete_topics_named
+from streams.live.admin import delete_topics_named
 
 
 async def drop_topics(bootstrap: str, prefix: str) -> list[str]:

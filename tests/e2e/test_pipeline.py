@@ -13,9 +13,9 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from streams.policy import load_policy
-from streams.replay import replay
-from streams.times import format_time, parse_time
+from streams.contract.times import format_time, parse_time
+from streams.rules.policy import load_policy
+from streams.tools.replay import replay
 from tests.integration.endpoints import BOOTSTRAP
 from tests.integration.worker_harness import PARTITIONS, WorkerProcess, read_outputs
 
@@ -25,7 +25,7 @@ ORDERS = "40"
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
+        [sys.executable, "-m", "streams.tools.cli", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -50,7 +50,7 @@ async def test_live_stream_gives_replays_answers(tmp_path: Path, unique: str) ->
     try:
         await worker.wait_ready()
         producer = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "streams.cli", "simulate", *story, "--policy", str(policy),
+            sys.executable, "-m", "streams.tools.cli", "simulate", *story, "--policy", str(policy),
             "--live", env=env, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         _, err = await producer.communicate()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from streams.kafka_admin import until_listed
+from streams.live.admin import until_listed
 from tests.integration.endpoints import BOOTSTRAP
 from tests.integration.worker_harness import (
     FAST_POLICY,

@@ -10,11 +10,11 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from streams.engine import Engine
-from streams.eos_commit import CommitHook, _batch_sender
-from streams.outbox import Outbox
-from streams.policy import Policy
-from streams.state_codec import decode_state
+from streams.live.outbox import Outbox
+from streams.patches.eos_commit import CommitHook, _batch_sender
+from streams.rules.engine import Engine
+from streams.rules.policy import Policy
+from streams.rules.state_codec import decode_state
 from tests.integration.endpoints import BOOTSTRAP
 from tests.unit.factories import T0, DictLocalStore, event
 

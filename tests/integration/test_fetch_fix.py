@@ -1,5 +1,5 @@
-"""`streams.fetch_fix` on the real broker: a busy partition is fetched again as soon as the
-app has taken its records, even while an idle partition of the same broker has nothing new.
+"""`streams.patches.fetch_stall` on the real broker: a busy partition is fetched again as soon as
+the app has taken its records, even while an idle partition of the same broker has nothing new.
 
 The consumer is built as faust builds the worker's (`fetch_max_wait_ms=1500`, read_committed)
 and takes its records as a busy agent does, a while after they arrived.
@@ -16,8 +16,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.consumer import fetcher as aiokafka_fetcher
 
-from streams import fetch_fix
-from streams.kafka_admin import until_listed
+from streams.live.admin import until_listed
+from streams.patches import fetch_stall as fetch_fix
 from tests.integration.endpoints import BOOTSTRAP
 
 #: Between two takes: longer than aiokafka's 100 ms prefetch backoff, shorter than HOLD_S.

@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from streams.cli import main
-from streams.kafka_admin import (
+from streams.contract.topics import load_topic_specs
+from streams.live.admin import (
     check_topics,
     create_topics,
     delete_topics_named,
     replication_factor,
     until_listed,
 )
-from streams.topic_defs import load_topic_specs
+from streams.tools.cli import main
 from tests.integration.endpoints import BOOTSTRAP
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from streams.times import parse_time
+from streams.contract.times import parse_time
 from tests.integration.worker_harness import (
     Env,
     Feeder,

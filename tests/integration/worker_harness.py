@@ -19,12 +19,12 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streams.kafka_admin import create_topics
-from streams.policy import load_policy
-from streams.replay import replay
-from streams.summary import Summary
-from streams.times import format_time
-from streams.topic_defs import load_topic_specs
+from streams.contract.times import format_time
+from streams.contract.topics import load_topic_specs
+from streams.live.admin import create_topics
+from streams.rules.policy import load_policy
+from streams.tools.replay import replay
+from streams.tools.summary import Summary
 from tests.integration.endpoints import BOOTSTRAP
 
 PARTITIONS = 3
@@ -93,7 +93,7 @@ class WorkerProcess:
         env.update(self.extra_env)
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "worker"],
+                [sys.executable, "-m", "streams.tools.cli", "worker"],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -12,8 +12,8 @@ import orjson
 import rocksdict
 from faust.stores.rocksdb import RocksDBOptions
 
-from streams.events import Event, decode
-from streams.times import format_time
+from streams.contract.events import Event, decode
+from streams.contract.times import format_time
 
 T0 = datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
 _ids = count(1)
@@ -60,7 +60,7 @@ def event(
 
 
 class DictLocalStore:
-    """A `streams.outbox.LocalStore` in a dict, recording every write and its offset."""
+    """A `streams.live.outbox.LocalStore` in a dict, recording every write and its offset."""
 
     def __init__(self) -> None:
         self.data: dict[bytes, bytes] = {}
@@ -115,7 +115,7 @@ class FaustRocksStore:
 
 
 class FaustTable:
-    """A faust table as `streams.table_store.local_partition` sees it: its store."""
+    """A faust table as `streams.live.table_store.local_partition` sees it: its store."""
 
     def __init__(self, data: Any) -> None:
         self.data = data

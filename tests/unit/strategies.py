@@ -15,7 +15,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from streams.policy import RULES, Policy, policy_from_mapping
+from streams.rules.policy import RULES, Policy, policy_from_mapping
 
 T0 = datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
 

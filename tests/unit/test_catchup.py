@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.catchup import PartitionWatermark
+from streams.live.catchup import PartitionWatermark
 from tests.unit.factories import T0
 
 S = timedelta(seconds=1)

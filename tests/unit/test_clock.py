@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from streams.clock import Clock, FakeClock, SystemClock
+from streams.rules.clock import Clock, FakeClock, SystemClock
 
 T0 = datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
 CHINA = timezone(timedelta(hours=8))

@@ -1,4 +1,4 @@
-"""`streams.deadletters`: the dead-letter record and its key."""
+"""`streams.contract.deadletters`: the dead-letter record and its key."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from streams.deadletters import dead_letter, dead_letter_key
+from streams.contract.deadletters import dead_letter, dead_letter_key
 from streams.errors import MalformedJson
 
 

@@ -6,7 +6,7 @@ from typing import get_args
 
 import pytest
 
-from streams.effects import Effect, OrderPaid
+from streams.rules.effects import Effect, OrderPaid
 
 
 def test_no_two_effect_types_have_the_same_number_of_fields() -> None:

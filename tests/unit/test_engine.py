@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from streams.effects import Action, CaseClosed, Effect, Reminder
-from streams.engine import Engine, Result
-from streams.events import Event
-from streams.policy import Policy
-from streams.times import format_time
+from streams.contract.events import Event
+from streams.contract.times import format_time
+from streams.rules.effects import Action, CaseClosed, Effect, Reminder
+from streams.rules.engine import Engine, Result
+from streams.rules.policy import Policy
 from tests.unit.factories import T0, event
 
 H = timedelta(hours=1)

@@ -12,10 +12,10 @@ from aiokafka.record.default_records import DefaultRecordBatch
 from aiokafka.structs import TopicPartition
 from faust.exceptions import ProducerSendError
 
-from streams.eos_commit import CommitHook, _batch_sender
-from streams.orders import OrderState
-from streams.outbox import Outbox
-from streams.state_codec import encode
+from streams.live.outbox import Outbox
+from streams.patches.eos_commit import CommitHook, _batch_sender
+from streams.rules.orders import OrderState
+from streams.rules.state_codec import encode
 from tests.unit.factories import DictLocalStore
 
 STATE = encode(OrderState("o-1"))

@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from streams.contract.event_structs import compile_event_types, union_decoder
+from streams.contract.events import Event, decode, decode_checked, event_types
+from streams.contract.schemas import SchemaSet, contract
 from streams.errors import ContractError, InputError, MalformedJson
-from streams.event_structs import compile_event_types, union_decoder
-from streams.events import Event, decode, decode_checked, event_types
-from streams.schemas import SchemaSet, contract
 from tests.unit.factories import body
 
 SAMPLE = Path(__file__).resolve().parents[2] / "deploy/local/sample/events.jsonl"

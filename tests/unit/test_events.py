@@ -1,11 +1,11 @@
-"""`streams.events.check_key`: a live record's key is its order_id."""
+"""`streams.contract.events.check_key`: a live record's key is its order_id."""
 
 from __future__ import annotations
 
 import pytest
 
+from streams.contract.events import check_key
 from streams.errors import SchemaViolation
-from streams.events import check_key
 
 
 def test_the_order_id_as_utf8_is_the_key() -> None:

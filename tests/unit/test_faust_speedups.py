@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from faust.transport.producer import ProducerBuffer
 
-from streams.faust_speedups import (
+from streams.patches.handoff import (
     _DONE,
     EBB_POLL_S,
     _ebb,

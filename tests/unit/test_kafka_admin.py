@@ -1,11 +1,11 @@
-"""`streams.kafka_admin.replication_factor` over describe_topics' answer (the real broker's in
+"""`streams.live.admin.replication_factor` over describe_topics' answer (the real broker's in
 tests/integration/test_topics.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from streams.kafka_admin import replication_factor
+from streams.live.admin import replication_factor
 
 
 class DescribingAdmin:

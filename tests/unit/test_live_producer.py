@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from streams.live_producer import route
-from streams.times import parse_time
+from streams.contract.times import parse_time
+from streams.tools.live_producer import route
 
 
 def test_valid_records_go_to_their_topic_keyed_by_order_at_their_time() -> None:

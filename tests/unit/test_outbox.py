@@ -6,11 +6,11 @@ from datetime import timedelta
 
 import pytest
 
-from streams.engine import Engine
-from streams.orders import OrderState
-from streams.outbox import Batch, Outbox, Output
-from streams.policy import Policy
-from streams.state_codec import decode_state
+from streams.live.outbox import Batch, Outbox, Output
+from streams.rules.engine import Engine
+from streams.rules.orders import OrderState
+from streams.rules.policy import Policy
+from streams.rules.state_codec import decode_state
 from tests.unit.factories import T0, DictLocalStore, event
 
 

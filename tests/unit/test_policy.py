@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from streams.errors import ConfigError, PolicyError
-from streams.policy import RULES, Policy, load_policy, policy_from_mapping
+from streams.rules.policy import RULES, Policy, load_policy, policy_from_mapping
 
 CONTRACT_EXAMPLE = """\
 deadlines: {merchant_review: PT48H, buyer_return: P10D, merchant_receipt: P10D}

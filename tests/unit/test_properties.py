@@ -22,15 +22,15 @@ import orjson
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from streams.cases import Case
-from streams.effects import Action, Effect, Reminder
-from streams.engine import Engine
+from streams.contract.events import Event, decode
+from streams.contract.times import parse_time
 from streams.errors import InputError
-from streams.events import Event, decode
-from streams.policy import Policy, policy_from_mapping
-from streams.replay import ACTIONS_FILE, DEADLETTER_FILE, NOTIFICATIONS_FILE, replay
-from streams.summary import Summary
-from streams.times import parse_time
+from streams.rules.cases import Case
+from streams.rules.effects import Action, Effect, Reminder
+from streams.rules.engine import Engine
+from streams.rules.policy import Policy, policy_from_mapping
+from streams.tools.replay import ACTIONS_FILE, DEADLETTER_FILE, NOTIFICATIONS_FILE, replay
+from streams.tools.summary import Summary
 from tests.unit.factories import T0
 from tests.unit.strategies import Scenario, render, scenarios, single_case_scenarios
 
@@ -145,7 +145,7 @@ def _tmpdir() -> Iterator[Path]:
 
 
 def run_replay(records: list[dict[str, Any]], policy: Policy, until: datetime | None) -> Output:
-    """`streams.replay.replay` over the records written to a file in a fresh folder."""
+    """`streams.tools.replay.replay` over the records written to a file in a fresh folder."""
     with _tmpdir() as tmp:
         source = tmp / "events.jsonl"
         source.write_bytes(b"".join(encode(r) + b"\n" for r in records))

@@ -12,10 +12,10 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.cli import main
-from streams.gc_tuning import GC_THRESHOLDS
-from streams.policy import Policy
-from streams.replay import replay
+from streams.rules.policy import Policy
+from streams.tools.cli import main
+from streams.tools.gc_tuning import GC_THRESHOLDS
+from streams.tools.replay import replay
 from tests.unit.factories import body
 
 H = timedelta(hours=1)
@@ -160,7 +160,7 @@ def test_a_deeply_nested_record_is_a_dead_letter(tmp_path: Path) -> None:
 
 
 def test_output_is_byte_identical_for_the_same_input(tmp_path: Path) -> None:
-    from streams.simulate import generate
+    from streams.tools.simulate import generate
 
     events = tmp_path / "in.jsonl"
     events.write_bytes(b"".join(line + b"\n" for line in generate(300, seed=7)))

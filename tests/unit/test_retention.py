@@ -8,11 +8,11 @@ from datetime import timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.effects import Action, CaseClosed, CaseOpened, Effect, OrderForgotten, Reminder
-from streams.engine import Engine
-from streams.outbox import Outbox
-from streams.policy import Policy
-from streams.times import EPOCH
+from streams.contract.times import EPOCH
+from streams.live.outbox import Outbox
+from streams.rules.effects import Action, CaseClosed, CaseOpened, Effect, OrderForgotten, Reminder
+from streams.rules.engine import Engine
+from streams.rules.policy import Policy
 from tests.unit.factories import T0, DictLocalStore, event
 from tests.unit.strategies import Scenario, scenarios
 from tests.unit.test_properties import PROPS, drive

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from streams import runtime as runtime_module
-from streams.policy import Policy
-from streams.runtime import PartitionRuntime, Runtime
-from streams.settings import Settings
-from streams.state_codec import encode
-from streams.table_store import local_partition
+from streams.live import runtime as runtime_module
+from streams.live.runtime import PartitionRuntime, Runtime
+from streams.live.settings import Settings
+from streams.live.table_store import local_partition
+from streams.rules.policy import Policy
+from streams.rules.state_codec import encode
 from tests.unit.factories import T0, FaustRocksStore, FaustTable, event
 
 #: Deadlines only: the wheel then holds one due time per open case.

@@ -3,7 +3,7 @@
 Our validators are cross-checked against the reference `jsonschema` implementation. That
 implementation only checks `format: date-time` when an optional package is installed, so the
 reference here gets its own RFC 3339 checker, written from the RFC's grammar independently of
-streams.times.
+streams.contract.times.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from streams import errors
+from streams.contract.events import AFTERSALE_TOPIC, ORDER_TOPIC, decode, event_types, topic_of
+from streams.contract.schemas import SchemaSet, contract, ecma_pattern
 from streams.errors import (
     DEAD_LETTER_CODES,
     ContractError,
@@ -37,8 +39,6 @@ from streams.errors import (
     SchemaViolation,
     UnknownType,
 )
-from streams.events import AFTERSALE_TOPIC, ORDER_TOPIC, decode, event_types, topic_of
-from streams.schemas import SchemaSet, contract, ecma_pattern
 from tests.unit.factories import T0, body
 
 CONTRACT_CODES = (

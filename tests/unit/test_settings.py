@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from streams.errors import ConfigError
-from streams.settings import Secret, Settings, markdown_table
+from streams.live.settings import Secret, Settings, markdown_table
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

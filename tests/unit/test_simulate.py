@@ -12,12 +12,12 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.cli import main
+from streams.contract.events import decode, event_types
+from streams.contract.times import parse_time
 from streams.errors import InputError, MalformedJson
-from streams.events import decode, event_types
-from streams.policy import Policy, load_policy, policy_from_mapping
-from streams.simulate import Mix, generate, policy_yaml, scaled_policy
-from streams.times import parse_time
+from streams.rules.policy import Policy, load_policy, policy_from_mapping
+from streams.tools.cli import main
+from streams.tools.simulate import Mix, generate, policy_yaml, scaled_policy
 
 CLEAN = Mix(bad_rate=0.0, retry_rate=0.0)
 DEFAULT_MIX = Mix()

@@ -12,12 +12,12 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from streams.cases import Case
-from streams.engine import Engine
+from streams.contract.events import decode
 from streams.errors import ContractError, InputError
-from streams.events import decode
-from streams.orders import OrderState
-from streams.state_codec import decode_state, encode
+from streams.rules.cases import Case
+from streams.rules.engine import Engine
+from streams.rules.orders import OrderState
+from streams.rules.state_codec import decode_state, encode
 from tests.unit.factories import T0
 from tests.unit.strategies import Scenario, scenarios
 

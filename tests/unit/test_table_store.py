@@ -8,7 +8,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.table_store import MemoryPartition, RocksPartition, local_partition, partition_of
+from streams.live.table_store import MemoryPartition, RocksPartition, local_partition, partition_of
 from tests.unit.factories import FaustRocksStore, FaustTable
 
 

@@ -12,12 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.effects import Action, OrderForgotten
-from streams.engine import Engine
+from streams.contract.events import Event, decode, decode_checked
+from streams.contract.times import LATEST_DUE, LATEST_OCCURRED_AT, LONGEST, format_time
 from streams.errors import PolicyError, SchemaViolation
-from streams.events import Event, decode, decode_checked
-from streams.policy import RULES, Policy, load_policy
-from streams.times import LATEST_DUE, LATEST_OCCURRED_AT, LONGEST, format_time
+from streams.rules.effects import Action, OrderForgotten
+from streams.rules.engine import Engine
+from streams.rules.policy import RULES, Policy, load_policy
 from tests.unit.factories import T0, body, event
 from tests.unit.strategies import ALL_TYPES, Scenario, _fields
 from tests.unit.test_properties import PROPS, drive

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.timers import TimerWheel
+from streams.rules.timers import TimerWheel
 
 T0 = datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
 FAR = T0 + timedelta(days=3650)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.times import format_seconds, format_time, is_time, parse_duration, parse_time
+from streams.contract.times import format_seconds, format_time, is_time, parse_duration, parse_time
 
 CHINA = timezone(timedelta(hours=8))
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from streams.contract.topics import load_topic_specs
 from streams.errors import ConfigError
-from streams.topic_defs import load_topic_specs
 
 
 def test_the_five_contract_topics_co_partitioned() -> None:

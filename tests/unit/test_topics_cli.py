@@ -9,8 +9,8 @@ from typing import Any, ClassVar
 import pytest
 from aiokafka.errors import KafkaConnectionError
 
-from streams import topics_cli
-from streams.cli import main
+from streams.tools import topics as topics_cli
+from streams.tools.cli import main
 
 
 class RefusedAdmin:

@@ -1,4 +1,4 @@
-"""`streams.worker.build_app`: the faust app takes its settings from AFTERSALE_* only, and
+"""`streams.live.app.build_app`: the faust app takes its settings from AFTERSALE_* only, and
 runs exactly-once (its consumer reads committed records only)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from faust.types.enums import ProcessingGuarantee
 
-from streams.settings import Settings
-from streams.worker import build_app
+from streams.live.app import build_app
+from streams.live.settings import Settings
 
 
 def test_faust_own_environment_variables_do_not_override_the_settings(

@@ -1,4 +1,4 @@
-"""The deadline timer (`streams.worker._check`) over fakes of faust and of the side clients."""
+"""The deadline timer (`streams.live.app._check`) over fakes of faust and of the side clients."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from typing import Any
 
 from aiokafka.structs import TopicPartition
 
-from streams.clock import FakeClock
-from streams.policy import Policy
-from streams.runtime import Runtime
-from streams.settings import Settings
-from streams.worker import _check
+from streams.live.app import _check
+from streams.live.runtime import Runtime
+from streams.live.settings import Settings
+from streams.rules.clock import FakeClock
+from streams.rules.policy import Policy
 from tests.unit.factories import T0, FaustTable, event
 
 INPUTS = ("o", "a")

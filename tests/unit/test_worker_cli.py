@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from streams.gc_tuning import GC_THRESHOLDS
-from streams.worker_cli import tune_gc
+from streams.tools.gc_tuning import GC_THRESHOLDS
+from streams.tools.worker import tune_gc
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaTimeoutError
 
-from streams.topic_defs import TopicSpec
+from streams.contract.topics import TopicSpec
 
 LISTED_TIMEOUT_S = 30
 

@@ -12,8 +12,8 @@ from typing import Final, Literal
 
 import yaml
 
+from streams.contract.times import LONGEST, parse_duration
 from streams.errors import PolicyError
-from streams.times import LONGEST, parse_duration
 
 Rule = Literal["merchant_review", "buyer_return", "merchant_receipt"]
 RULES: Final[tuple[Rule, ...]] = ("merchant_review", "buyer_return", "merchant_receipt")

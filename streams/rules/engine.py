@@ -14,12 +14,12 @@ from collections.abc import Iterable, MutableMapping
 from datetime import datetime
 from typing import Literal, NamedTuple
 
-from streams.effects import Effect, OrderForgotten
+from streams.contract.events import Event
 from streams.errors import InputError
-from streams.events import Event
-from streams.orders import OrderState
-from streams.policy import Policy
-from streams.timers import TimerWheel
+from streams.rules.effects import Effect, OrderForgotten
+from streams.rules.orders import OrderState
+from streams.rules.policy import Policy
+from streams.rules.timers import TimerWheel
 
 Outcome = Literal["applied", "duplicate", "rejected"]
 

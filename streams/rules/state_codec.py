@@ -35,7 +35,7 @@ from typing import Any, Final
 import msgspec
 
 from streams.errors import ContractError
-from streams.orders import OrderState
+from streams.rules.orders import OrderState
 
 VERSION: Final = 2
 

@@ -10,12 +10,12 @@ import logging
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from streams.contract.events import AFTERSALE_TOPIC
+from streams.contract.topics import TopicSpec, load_topic_specs
 from streams.errors import ConfigError
-from streams.events import AFTERSALE_TOPIC
-from streams.gc_tuning import GC_THRESHOLDS
-from streams.kafka_admin import check_topics, create_topics, replication_factor
-from streams.settings import Settings
-from streams.topic_defs import TopicSpec, load_topic_specs
+from streams.live.admin import check_topics, create_topics, replication_factor
+from streams.live.settings import Settings
+from streams.tools.gc_tuning import GC_THRESHOLDS
 
 
 def tune_gc() -> None:
@@ -40,7 +40,7 @@ async def prepare_topics(settings: Settings) -> int:
     of `aftersale-events`, so state is kept as durably as the input it follows from (faust's
     default, 1, would lose it with one broker, and fail every write where the cluster asks for
     min.insync.replicas 2)."""
-    from streams.worker import ticks_topic
+    from streams.live.app import ticks_topic
 
     specs = load_topic_specs(None, settings.partitions, None, settings.topic_prefix)
     admin = AIOKafkaAdminClient(request_timeout_ms=15_000, **settings.client_options())
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     import faust
 
-    from streams.worker import build_app
+    from streams.live.app import build_app
 
     app = build_app(settings, replication=replication)
     worker = faust.Worker(app, loglevel=args.loglevel)

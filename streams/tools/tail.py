@@ -1,4 +1,4 @@
-"""`python -m streams.tail`: print committed records of output topics as they arrive (demo aid)."""
+"""`python -m streams.tools.tail`: print committed output records as they arrive (demo aid)."""
 
 from __future__ import annotations
 

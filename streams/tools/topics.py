@@ -12,10 +12,10 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from streams.contract.topics import TopicSpec, load_topic_specs
 from streams.errors import ConfigError
-from streams.kafka_admin import check_topics, create_topics
-from streams.settings import PREFIX, Settings
-from streams.topic_defs import TopicSpec, load_topic_specs
+from streams.live.admin import check_topics, create_topics
+from streams.live.settings import PREFIX, Settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -11,8 +11,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Literal, NamedTuple
 
-from streams.policy import Rule
-from streams.times import format_seconds, format_time
+from streams.contract.times import format_seconds, format_time
+from streams.rules.policy import Rule
 
 ActionType = Literal["auto_approve", "auto_close", "auto_refund"]
 Audience = Literal["merchant", "buyer"]

@@ -22,9 +22,9 @@ from typing import Any, BinaryIO
 
 import orjson
 
+from streams.contract.times import format_seconds, format_time, parse_duration, parse_time
 from streams.errors import ConfigError
-from streams.policy import Policy, load_policy
-from streams.times import format_seconds, format_time, parse_duration, parse_time
+from streams.rules.policy import Policy, load_policy
 
 CHINA = timezone(timedelta(hours=8))
 REASONS = ("quality", "logistics", "not_as_described", "no_reason", "mistaken_order", "other")
@@ -316,8 +316,8 @@ def _produce(lines: Iterator[bytes]) -> int:
 
     from aiokafka.errors import KafkaError
 
-    from streams.live_producer import produce_live
-    from streams.settings import Settings
+    from streams.live.settings import Settings
+    from streams.tools.live_producer import produce_live
 
     settings = Settings.from_env()
     try:

@@ -11,8 +11,8 @@ from typing import Any, TextIO
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from streams.events import AFTERSALE_TOPIC, topic_of
-from streams.times import parse_time
+from streams.contract.events import AFTERSALE_TOPIC, topic_of
+from streams.contract.times import parse_time
 
 
 def route(line: bytes) -> tuple[str, bytes | None, datetime | None]:

@@ -25,7 +25,7 @@ from faust.exceptions import ProducerSendError
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from streams.outbox import Batch, Outbox
+from streams.live.outbox import Batch, Outbox
 
 #: Sends records to one partition of a topic under a transactional id (None: no transaction)
 #: and returns the offset of the last one.

@@ -8,7 +8,6 @@ A test cross-checks these validators against the reference `jsonschema` implemen
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Mapping
 from functools import cache
@@ -17,8 +16,9 @@ from typing import Any, Final
 
 import orjson
 
+from streams.contract.folder import topics_dir
+from streams.contract.times import is_time
 from streams.errors import ContractError
-from streams.times import is_time
 
 _MISSING: Final = object()
 
@@ -59,12 +59,6 @@ _TYPE_TESTS: Final[Mapping[str, Callable[[Any], bool]]] = {
     "boolean": lambda v: isinstance(v, bool),
     "null": lambda v: v is None,
 }
-
-
-def topics_dir() -> Path:
-    """The `topics/` folder: `$AFTERSALE_TOPICS_DIR`, else the one beside this package."""
-    override = os.environ.get("AFTERSALE_TOPICS_DIR")
-    return Path(override) if override else Path(__file__).resolve().parent.parent / "topics"
 
 
 class SchemaSet:

@@ -9,10 +9,10 @@ from typing import Any, NamedTuple
 import msgspec
 import orjson
 
+from streams.contract.event_structs import EventBody, EventType, compile_event_types, union_decoder
+from streams.contract.schemas import Check, contract
+from streams.contract.times import LATEST_OCCURRED_AT, format_time, is_time, parse_time
 from streams.errors import MalformedJson, SchemaViolation, UnknownType
-from streams.event_structs import EventBody, EventType, compile_event_types, union_decoder
-from streams.schemas import Check, contract
-from streams.times import LATEST_OCCURRED_AT, format_time, is_time, parse_time
 
 ORDER_TOPIC = "order-events"
 AFTERSALE_TOPIC = "aftersale-events"

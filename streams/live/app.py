@@ -36,19 +36,22 @@ import orjson
 from aiokafka.structs import TopicPartition
 from faust.sensors.monitor import Monitor
 
-from streams import eos_commit, faust_fixes, faust_speedups, fetch_fix
-from streams.clock import Clock, SystemClock
-from streams.deadletters import dead_letter, dead_letter_key
-from streams.effects import Action, Effect, Reminder
-from streams.eos_commit import CommitHook
+from streams.contract.deadletters import dead_letter, dead_letter_key
+from streams.contract.events import AFTERSALE_TOPIC, ORDER_TOPIC, check_key, decode
+from streams.contract.times import EPOCH
 from streams.errors import InputError
-from streams.events import AFTERSALE_TOPIC, ORDER_TOPIC, check_key, decode
-from streams.outbox import Outbox
-from streams.policy import load_policy
-from streams.runtime import PartitionRuntime, Runtime
-from streams.settings import Settings
-from streams.side_clients import SideClients
-from streams.times import EPOCH
+from streams.live.outbox import Outbox
+from streams.live.runtime import PartitionRuntime, Runtime
+from streams.live.settings import Settings
+from streams.live.side_clients import SideClients
+from streams.patches import eos_commit
+from streams.patches import fetch_stall as fetch_fix
+from streams.patches import handoff as faust_speedups
+from streams.patches import recovery as faust_fixes
+from streams.patches.eos_commit import CommitHook
+from streams.rules.clock import Clock, SystemClock
+from streams.rules.effects import Action, Effect, Reminder
+from streams.rules.policy import load_policy
 
 log = logging.getLogger("aftersale.worker")
 

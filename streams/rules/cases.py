@@ -10,11 +10,11 @@ from typing import Literal
 
 import msgspec
 
-from streams.effects import Action, ActionType, Outcome, Reminder
+from streams.contract.events import Event
+from streams.contract.times import LATEST_DUE, Instant, format_time
 from streams.errors import InvalidTransition, SchemaViolation
-from streams.events import Event
-from streams.policy import Policy, Rule
-from streams.times import LATEST_DUE, Instant, format_time
+from streams.rules.effects import Action, ActionType, Outcome, Reminder
+from streams.rules.policy import Policy, Rule
 
 Phase = Literal[
     "review", "awaiting_return", "awaiting_receipt", "awaiting_refund", "escalated", "closed"

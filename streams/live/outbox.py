@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
-from streams.orders import OrderState
-from streams.state_codec import decode_state, encode
+from streams.rules.orders import OrderState
+from streams.rules.state_codec import decode_state, encode
 
 
 class LocalStore(Protocol):

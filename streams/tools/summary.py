@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.effects import Action, CaseClosed, Effect, OrderForgotten, OrderPaid, Reminder
+from streams.rules.effects import Action, CaseClosed, Effect, OrderForgotten, OrderPaid, Reminder
 
 
 @dataclass(slots=True)

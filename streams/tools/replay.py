@@ -19,14 +19,14 @@ from typing import BinaryIO, Final, TextIO
 
 import orjson
 
-from streams.deadletters import dead_letter
-from streams.effects import Action, Effect, Reminder
-from streams.engine import Engine
+from streams.contract.deadletters import dead_letter
+from streams.contract.events import decode
 from streams.errors import ConfigError, InputError
-from streams.events import decode
-from streams.gc_tuning import GC_THRESHOLDS
-from streams.policy import Policy
-from streams.summary import Summary
+from streams.rules.effects import Action, Effect, Reminder
+from streams.rules.engine import Engine
+from streams.rules.policy import Policy
+from streams.tools.gc_tuning import GC_THRESHOLDS
+from streams.tools.summary import Summary
 
 ACTIONS_FILE = "actions.jsonl"
 NOTIFICATIONS_FILE = "notifications.jsonl"

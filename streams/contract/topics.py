@@ -8,8 +8,8 @@ from typing import Any
 
 import yaml
 
+from streams.contract.folder import topics_dir
 from streams.errors import ConfigError
-from streams.schemas import topics_dir
 
 INPUTS = ("order-events", "aftersale-events")
 

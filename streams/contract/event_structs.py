@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 import msgspec
 
+from streams.contract.schemas import SchemaSet, ecma_pattern
 from streams.errors import ContractError
-from streams.schemas import SchemaSet, ecma_pattern
 
 #: Fields every event has; `decode()` reads them as attributes.
 COMMON_FIELDS = ("event_id", "order_id", "occurred_at")

@@ -27,13 +27,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.catchup import PartitionWatermark
-from streams.engine import Engine
-from streams.outbox import Outbox
-from streams.policy import Policy
-from streams.settings import Settings
-from streams.table_store import local_partition
-from streams.timers import TimerWheel
+from streams.live.catchup import PartitionWatermark
+from streams.live.outbox import Outbox
+from streams.live.settings import Settings
+from streams.live.table_store import local_partition
+from streams.rules.engine import Engine
+from streams.rules.policy import Policy
+from streams.rules.timers import TimerWheel
 
 log = logging.getLogger("aftersale.worker")
 

@@ -11,12 +11,12 @@ from datetime import datetime
 
 import msgspec
 
-from streams.cases import Case
-from streams.effects import CaseClosed, CaseOpened, Effect, OrderForgotten, OrderPaid, Outcome
+from streams.contract.events import Event
+from streams.contract.times import Instant
 from streams.errors import CaseAlreadyOpen, InvalidTransition, NotEligible, UnknownCase
-from streams.events import Event
-from streams.policy import Policy
-from streams.times import Instant
+from streams.rules.cases import Case
+from streams.rules.effects import CaseClosed, CaseOpened, Effect, OrderForgotten, OrderPaid, Outcome
+from streams.rules.policy import Policy
 
 
 class OrderState(msgspec.Struct, array_like=True, tag=2, forbid_unknown_fields=True, gc=False):

@@ -9,9 +9,9 @@ from datetime import datetime
 from pathlib import Path
 
 from streams import __version__
+from streams.contract.times import parse_time
 from streams.errors import AftersaleError, ConfigError
-from streams.policy import load_policy
-from streams.times import parse_time
+from streams.rules.policy import load_policy
 
 
 def _until(text: str | None) -> datetime | None:
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--quiet", action="store_true", help="no progress and no summary")
     replay.add_argument("--json", action="store_true", help="print the summary as JSON")
 
-    from streams.simulate import add_arguments as add_simulate_arguments
+    from streams.tools.simulate import add_arguments as add_simulate_arguments
 
     simulate = commands.add_parser(
         "simulate",
@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_simulate_arguments(simulate)
 
-    from streams.topics_cli import add_arguments as add_topics_arguments
+    from streams.tools.topics import add_arguments as add_topics_arguments
 
     topics = commands.add_parser(
         "topics",
@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_topics_arguments(topics)
 
-    from streams.worker_cli import add_arguments as add_worker_arguments
+    from streams.tools.worker import add_arguments as add_worker_arguments
 
     worker = commands.add_parser(
         "worker",
@@ -98,15 +98,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "replay":
             return _replay(args)
         if args.command == "simulate":
-            from streams.simulate import run as run_simulate
+            from streams.tools.simulate import run as run_simulate
 
             return run_simulate(args)
         if args.command == "topics":
-            from streams.topics_cli import run as run_topics
+            from streams.tools.topics import run as run_topics
 
             return run_topics(args)
         if args.command == "worker":
-            from streams.worker_cli import run as run_worker
+            from streams.tools.worker import run as run_worker
 
             return run_worker(args)
     except AftersaleError as exc:
@@ -122,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _replay(args: argparse.Namespace) -> int:
     import orjson
 
-    from streams.replay import ProgressLine, replay
+    from streams.tools.replay import ProgressLine, replay
 
     until = _until(args.until)
     if not args.events.is_file():

@@ -1,0 +1,1 @@
+"""Replacements of faust-streaming and aiokafka internals that the worker depends on."""
