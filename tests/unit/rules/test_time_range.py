@@ -19,8 +19,8 @@ from streams.rules.effects import Action, OrderForgotten
 from streams.rules.engine import Engine
 from streams.rules.policy import RULES, Policy, load_policy
 from tests.unit.factories import T0, body, event
+from tests.unit.rules.test_properties import PROPS, drive
 from tests.unit.strategies import ALL_TYPES, Scenario, _fields
-from tests.unit.test_properties import PROPS, drive
 
 LAST_OK = LATEST_OCCURRED_AT - timedelta(microseconds=1)
 END = datetime.max.replace(tzinfo=UTC)

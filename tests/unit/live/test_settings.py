@@ -8,8 +8,7 @@ import pytest
 
 from streams.errors import ConfigError
 from streams.live.settings import Secret, Settings, markdown_table
-
-README = Path(__file__).resolve().parents[2] / "README.md"
+from tests.repo import README
 
 
 def test_defaults_run_locally() -> None:

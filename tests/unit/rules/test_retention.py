@@ -14,8 +14,8 @@ from streams.rules.effects import Action, CaseClosed, CaseOpened, Effect, OrderF
 from streams.rules.engine import Engine
 from streams.rules.policy import Policy
 from tests.unit.factories import T0, DictLocalStore, event
+from tests.unit.rules.test_properties import PROPS, drive
 from tests.unit.strategies import Scenario, scenarios
-from tests.unit.test_properties import PROPS, drive
 
 H = timedelta(hours=1)
 D = timedelta(days=1)

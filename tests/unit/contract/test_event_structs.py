@@ -17,9 +17,8 @@ from streams.contract.event_structs import compile_event_types, union_decoder
 from streams.contract.events import Event, decode, decode_checked, event_types
 from streams.contract.schemas import SchemaSet, contract
 from streams.errors import ContractError, InputError, MalformedJson
+from tests.repo import SAMPLE
 from tests.unit.factories import body
-
-SAMPLE = Path(__file__).resolve().parents[2] / "deploy/local/sample/events.jsonl"
 
 #: Values near every edge the schemas draw: empty and odd strings, integral and huge floats,
 #: booleans where numbers go, times msgspec's own parser would take and RFC 3339 does not.

@@ -39,6 +39,7 @@ from streams.errors import (
     SchemaViolation,
     UnknownType,
 )
+from tests.repo import CONTRACT_PAGE
 from tests.unit.factories import T0, body
 
 CONTRACT_CODES = (
@@ -196,15 +197,8 @@ def test_event_schemas_are_exactly_the_contract_types() -> None:
 # --- (b) the JSON examples of the contract page --------------------------------------------
 
 
-def contract_page() -> Path:
-    path = Path(__file__).resolve().parents[3] / "shared" / "contract.md"
-    if not path.is_file():
-        pytest.fail(f"the wire contract is missing: expected it at {path}")
-    return path
-
-
 def contract_json_blocks() -> list[dict[str, Any]]:
-    text = contract_page().read_text(encoding="utf-8")
+    text = CONTRACT_PAGE.read_text(encoding="utf-8")
     blocks = re.findall(r"^```json\n(.*?)^```", text, flags=re.MULTILINE | re.DOTALL)
     return [orjson.loads(block) for block in blocks]
 
