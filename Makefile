@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 SAMPLE := deploy/local/sample/events.jsonl
 
-.PHONY: help install lint format types unit integration e2e test run demo stack-up stack-down bench-replay bench-stream
+.PHONY: help install lint format types unit integration e2e test wheel-check run demo stack-up stack-down bench-replay bench-stream
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -48,6 +48,9 @@ e2e: $(STAMP) stack-up  ## the end-to-end test (CI also runs it on the other Kaf
 
 test: lint types $(STAMP) stack-up  ## everything CI checks: lint, types, all tests on the real stack
 	$(BIN)/pytest -q
+
+wheel-check: $(STAMP)  ## the built wheel, installed outside the checkout, replays the sample alike
+	PYTHON=$(BIN)/python .ci/wheel-check
 
 run: $(STAMP)  ## the whole thing live: stack, topics, worker, simulated producer; shows auto-actions
 	deploy/local/demo

@@ -4,7 +4,7 @@
 
 Consumes COUNT records of TOPIC from the start with one agent that does nothing (no state, no
 output, at_least_once) and prints events/s as JSON. With --patched it runs under the worker's
-hand-off, monitor and tuning (`streams/faust_speedups.py`, `LeanMonitor`, `FAUST_TUNING`),
+hand-off, monitor and tuning (`streams/patches/handoff.py`, `LeanMonitor`, `FAUST_TUNING`),
 to show what those are worth apart from the engine.
 """
 

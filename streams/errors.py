@@ -4,6 +4,7 @@
     ├── ConfigError              bad settings, policy file or command-line value (retriable=False)
     │   └── PolicyError          the policy file is unreadable or says something invalid
     ├── ContractError            the shipped schemas, or stored state bytes, cannot be read
+    ├── DependencyError          an installed library is not the version the worker's patches fit
     └── InputError               a record that cannot be applied: one subclass per dead-letter code
         ├── MalformedJson        `malformed_json`
         ├── SchemaViolation      `schema_violation`
@@ -39,6 +40,10 @@ class PolicyError(ConfigError):
 
 class ContractError(AftersaleError):
     """The contract under topics/, or bytes this project wrote (stored state), cannot be read."""
+
+
+class DependencyError(AftersaleError):
+    """faust-streaming or aiokafka is not the version the worker's framework patches fit."""
 
 
 class InputError(AftersaleError):

@@ -28,17 +28,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 import msgspec
 
-from streams.contract.schemas import SchemaSet, ecma_pattern
+from streams.contract.schemas import ANNOTATIONS, VALUE_KEYWORDS, SchemaSet, ecma_pattern
 from streams.errors import ContractError
 
 #: Fields every event has; `decode()` reads them as attributes.
 COMMON_FIELDS = ("event_id", "order_id", "occurred_at")
 #: Integers orjson parses exactly, within the int64 bounds msgspec supports.
 _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
-_FIELD_KEYWORDS = {
-    "$ref", "type", "enum", "const", "format", "minLength", "pattern", "minimum", "maximum"
-}  # fmt: skip
-_IGNORED = {"$schema", "$id", "$defs", "title", "description", "examples", "default"}
 
 
 class EventBody(msgspec.Struct, kw_only=True, tag_field="type"):
@@ -153,7 +149,7 @@ class _Compiler:
         if "$ref" in schema:
             target, target_base = self.schemas.resolve(schema["$ref"], base)
             return self.annotation(target, target_base, where)
-        unknown = set(schema) - _FIELD_KEYWORDS - _IGNORED
+        unknown = set(schema) - VALUE_KEYWORDS - ANNOTATIONS
         if unknown:
             raise self.fail(where, f"no msgspec type for keyword(s) {sorted(unknown)}")
         if schema.get("format", "date-time") != "date-time":

@@ -12,10 +12,8 @@ import orjson
 from streams.contract.event_structs import EventBody, EventType, compile_event_types, union_decoder
 from streams.contract.schemas import Check, contract
 from streams.contract.times import LATEST_OCCURRED_AT, format_time, is_time, parse_time
+from streams.contract.topics import topic_of
 from streams.errors import MalformedJson, SchemaViolation, UnknownType
-
-ORDER_TOPIC = "order-events"
-AFTERSALE_TOPIC = "aftersale-events"
 
 
 class Event(NamedTuple):
@@ -41,11 +39,6 @@ class Event(NamedTuple):
     @property
     def topic(self) -> str:
         return topic_of(self.type)
-
-
-def topic_of(event_type: str) -> str:
-    """The input topic an event type belongs to, from its prefix."""
-    return ORDER_TOPIC if event_type.startswith("order.") else AFTERSALE_TOPIC
 
 
 @cache

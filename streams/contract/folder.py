@@ -1,7 +1,7 @@
 """Where the contract's files (`topics/`: schemas, topic definitions, AsyncAPI) are read from.
 
 In a checkout they are the top-level `topics/` folder, the human-facing contract. A built
-wheel carries the same folder as package data, `streams/contract/topics/` (pyproject.toml
+wheel carries the same folder as package data, `streams/contract/files/` (pyproject.toml
 maps it), so an installed package needs no checkout beside it.
 """
 
@@ -18,7 +18,7 @@ def topics_dir() -> Path:
     override = os.environ.get("AFTERSALE_TOPICS_DIR")
     if override:
         return Path(override)
-    packaged = _HERE / "topics"
+    packaged = _HERE / "files"
     if packaged.is_dir():
         return packaged
     return _HERE.parent.parent / "topics"

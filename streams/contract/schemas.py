@@ -25,21 +25,34 @@ _MISSING: Final = object()
 #: A compiled check: returns None when the value is valid, else a readable reason.
 Check = Callable[[Any], str | None]
 
-_ANNOTATIONS: Final = {"$schema", "$id", "$defs", "title", "description", "examples", "default"}
-_SUPPORTED: Final = _ANNOTATIONS | {
-    "$ref",
-    "type",
-    "properties",
-    "required",
-    "additionalProperties",
-    "enum",
-    "const",
-    "format",
-    "minLength",
-    "minimum",
-    "maximum",
-    "pattern",
-}
+#: Keywords that say nothing about validity.
+ANNOTATIONS: Final = frozenset(
+    {"$schema", "$id", "$defs", "title", "description", "examples", "default"}
+)
+#: The keywords that constrain one value (a field of an event).
+VALUE_KEYWORDS: Final = frozenset(
+    {
+        "$ref",
+        "type",
+        "enum",
+        "const",
+        "format",
+        "minLength",
+        "pattern",
+        "minimum",
+        "maximum",
+    }
+)
+#: Every keyword the compilers understand: a schema using any other is refused.
+SUPPORTED: Final = (
+    ANNOTATIONS
+    | VALUE_KEYWORDS
+    | {
+        "properties",
+        "required",
+        "additionalProperties",
+    }
+)
 _TYPE_EXPR: Final[Mapping[str, str]] = {
     "object": "type({v}) is dict",
     "string": "type({v}) is str",
@@ -203,7 +216,7 @@ class SchemaSet:
         return "(" + " and ".join(terms or ["True"]) + ")"
 
     def _compile(self, schema: Mapping[str, Any], base: str, where: str) -> Check:
-        unknown = set(schema) - _SUPPORTED
+        unknown = set(schema) - SUPPORTED
         if unknown:
             raise ContractError(f"{base}{where}: unsupported keyword(s) {sorted(unknown)}")
         if "$ref" in schema:
@@ -288,8 +301,10 @@ def _const_check(const: Any) -> Check:
 
 def _enum_check(values: list[Any]) -> Check:
     allowed = frozenset(v for v in values if isinstance(v, str))
-    shown = ", ".join(map(str, values))
-    return lambda v: None if isinstance(v, str) and v in allowed else f"{v!r} is not one of {shown}"
+    allowed_text = ", ".join(map(str, values))
+    return lambda v: (
+        None if isinstance(v, str) and v in allowed else f"{v!r} is not one of {allowed_text}"
+    )
 
 
 def _time_check(value: Any) -> str | None:
@@ -341,9 +356,13 @@ def ecma_pattern(pattern: str) -> str:
 
 def _pattern_check(pattern: str) -> Check:
     regex = re.compile(ecma_pattern(pattern))
-    return lambda v: (
-        f"{v!r} does not match {pattern}" if isinstance(v, str) and not regex.search(v) else None
-    )
+
+    def check(v: Any) -> str | None:
+        if isinstance(v, str) and not regex.search(v):
+            return f"{v!r} does not match {pattern}"
+        return None
+
+    return check
 
 
 def _bound_check(bound: float, upper: bool) -> Check:

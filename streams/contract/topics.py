@@ -1,17 +1,29 @@
-"""The topic definitions of `topics/topics.yaml`, read into typed specs (pure)."""
+"""The contract's topics: their names (the one place they are spelled), and their definitions
+in `topics/topics.yaml` read into typed specs (pure)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import yaml
 
 from streams.contract.folder import topics_dir
 from streams.errors import ConfigError
 
-INPUTS = ("order-events", "aftersale-events")
+ORDER_EVENTS: Final = "order-events"
+AFTERSALE_EVENTS: Final = "aftersale-events"
+ACTIONS: Final = "aftersale-actions"
+NOTIFICATIONS: Final = "aftersale-notifications"
+DEADLETTER: Final = "aftersale-deadletter"
+INPUTS: Final = (ORDER_EVENTS, AFTERSALE_EVENTS)
+OUTPUTS: Final = (ACTIONS, NOTIFICATIONS, DEADLETTER)
+
+
+def topic_of(event_type: str) -> str:
+    """The input topic an event type belongs to, from its prefix."""
+    return ORDER_EVENTS if event_type.startswith("order.") else AFTERSALE_EVENTS
 
 
 @dataclass(frozen=True, slots=True)

@@ -97,7 +97,7 @@ class Runtime:
         runtime = self.parts.get(partition)
         return None if runtime is None else runtime.watermark.positions
 
-    def forget(self, partitions: set[int]) -> None:
+    def revoke(self, partitions: set[int]) -> None:
         """Revoked: drop these partitions' engines and outboxes, parking complete indexes."""
         for partition in partitions:
             part = self.parts.pop(partition, None)

@@ -15,6 +15,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Final
 
+from streams.contract.topics import (
+    ACTIONS,
+    AFTERSALE_EVENTS,
+    DEADLETTER,
+    NOTIFICATIONS,
+    ORDER_EVENTS,
+)
 from streams.errors import ConfigError
 
 PREFIX: Final = "AFTERSALE_"
@@ -191,6 +198,48 @@ class Settings:
     def topic(self, name: str) -> str:
         """A contract topic's name in this environment."""
         return self.topic_prefix + name
+
+    def topics(self) -> TopicNames:
+        """Every topic name the worker uses in this environment."""
+        prefix = self.topic_prefix
+        return TopicNames(
+            orders=prefix + ORDER_EVENTS,
+            aftersales=prefix + AFTERSALE_EVENTS,
+            actions=prefix + ACTIONS,
+            notifications=prefix + NOTIFICATIONS,
+            deadletter=prefix + DEADLETTER,
+            ticks=f"{self.app_id}-ticks",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TopicNames:
+    """The topics of one environment: the contract's (with the prefix) and the worker's own."""
+
+    orders: str
+    aftersales: str
+    actions: str
+    notifications: str
+    deadletter: str
+    #: Internal: tick records, co-partitioned with the inputs.
+    ticks: str
+
+    @property
+    def inputs(self) -> tuple[str, str]:
+        """The two input topics, order-events first."""
+        return self.orders, self.aftersales
+
+    def output(self, contract_name: str) -> str:
+        """This environment's name of an output topic of the contract."""
+        return {
+            ACTIONS: self.actions,
+            NOTIFICATIONS: self.notifications,
+            DEADLETTER: self.deadletter,
+        }[contract_name]
+
+    def contract_name(self, topic: str) -> str:
+        """The contract's name of one of this environment's input topics."""
+        return {self.orders: ORDER_EVENTS, self.aftersales: AFTERSALE_EVENTS}[topic]
 
 
 def markdown_table() -> str:

@@ -30,6 +30,12 @@ from typing import Any, Final
 from aiokafka.consumer import fetcher as aiokafka_fetcher
 from aiokafka.structs import TopicPartition
 
+#: The upstream methods this module replaces (fingerprinted in `upstream.py`).
+REPLACES: Final = (
+    "aiokafka.consumer.fetcher:Fetcher._get_actions_per_node",
+    "aiokafka.consumer.fetcher:Fetcher._proc_fetch_request",
+)
+
 #: How long untaken records of a busy partition may hold back a fetch of idle ones.
 HOLD_S: Final = 1.0
 
@@ -78,7 +84,7 @@ def _actions_without_idle_only_fetches(self: Any, assignment: Any) -> Any:
     return (kept, *actions[1:])
 
 
-def apply() -> None:
+def install() -> None:
     """Install the fix (idempotent)."""
     fetcher = aiokafka_fetcher.Fetcher
     fetcher._proc_fetch_request = _proc_fetch_request_noting_idle

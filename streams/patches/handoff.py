@@ -29,10 +29,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Final
 
 from faust.transport import consumer as faust_consumer
 from faust.transport import producer as faust_producer
+
+#: The upstream methods this module replaces (fingerprinted in `upstream.py`).
+REPLACES: Final = (
+    "faust.transport.consumer:Consumer._drain_messages",
+    "faust.transport.producer:ProducerBuffer.size",
+)
 
 _DONE = object()
 #: How often a fetcher waiting for a full stream queue to ebb looks at it again.

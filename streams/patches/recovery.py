@@ -14,9 +14,12 @@ Each fix names what goes wrong without it and the test that shows it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
+
+#: The upstream methods this module replaces (fingerprinted in `upstream.py`).
+REPLACES: Final = ("faust.transport.drivers.aiokafka:AIOKafkaConsumerThread._highwaters",)
 
 
 async def _highwaters_from_broker(self: Any, partitions: list[Any]) -> Mapping[Any, int]:
@@ -25,6 +28,6 @@ async def _highwaters_from_broker(self: Any, partitions: list[Any]) -> Mapping[A
     return ends
 
 
-def apply() -> None:
+def install() -> None:
     """Install the fixes (idempotent)."""
     faust_aiokafka.AIOKafkaConsumerThread._highwaters = _highwaters_from_broker  # type: ignore[method-assign]

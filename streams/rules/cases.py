@@ -13,7 +13,7 @@ import msgspec
 from streams.contract.events import Event
 from streams.contract.times import LATEST_DUE, Instant, format_time
 from streams.errors import InvalidTransition, SchemaViolation
-from streams.rules.effects import Action, ActionType, Outcome, Reminder
+from streams.rules.effects import Action, ActionType, CaseOutcome, Reminder
 from streams.rules.policy import Policy, Rule
 
 Phase = Literal[
@@ -45,7 +45,7 @@ class Case(msgspec.Struct, array_like=True, forbid_unknown_fields=True, gc=False
     merchant_id: str
     buyer_id: str
     phase: Phase = "review"
-    outcome: Outcome | None = None
+    outcome: CaseOutcome | None = None
     #: The deadline of the current phase, running or (while escalated) paused.
     rule: Rule | None = None
     #: When the deadline was (re)started: reminders due before that moment are never sent.
@@ -69,7 +69,7 @@ class Case(msgspec.Struct, array_like=True, forbid_unknown_fields=True, gc=False
         self.rule = self.set_at = self.due_at = self.remaining = None
         self.reminded = ()
 
-    def close(self, outcome: Outcome) -> None:
+    def close(self, outcome: CaseOutcome) -> None:
         self.stop()
         self.phase, self.outcome, self.resume_phase = "closed", outcome, None
 

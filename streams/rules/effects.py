@@ -12,11 +12,12 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, NamedTuple
 
 from streams.contract.times import format_seconds, format_time
+from streams.contract.topics import ACTIONS, NOTIFICATIONS
 from streams.rules.policy import Rule
 
 ActionType = Literal["auto_approve", "auto_close", "auto_refund"]
 Audience = Literal["merchant", "buyer"]
-Outcome = Literal["rejected", "refunded", "withdrawn", "auto_closed"]
+CaseOutcome = Literal["rejected", "refunded", "withdrawn", "auto_closed"]
 
 AUDIENCE: dict[Rule, Audience] = {
     "merchant_review": "merchant",
@@ -109,7 +110,7 @@ class CaseClosed(NamedTuple):
     case_id: str
     order_id: str
     merchant_id: str
-    outcome: Outcome
+    outcome: CaseOutcome
     amount: int
     at: datetime
     first_refund: bool
@@ -134,3 +135,17 @@ class OrderForgotten(NamedTuple):
 
 
 Effect = Action | Reminder | CaseOpened | CaseClosed | OrderPaid | OrderForgotten
+
+
+def route(effects: list[Effect], fired_at: datetime | None) -> list[tuple[str, dict[str, Any]]]:
+    """The output records `effects` become, each with its contract topic, in order: actions
+    (stamped `fired_at`, or, when None as in replay, their deadline) and reminders; the facts
+    kept for metrics and the read side become none. The one router of the worker and replay."""
+    routed: list[tuple[str, dict[str, Any]]] = []
+    for effect in effects:
+        if type(effect) is Action:
+            at = effect.deadline_at if fired_at is None else fired_at
+            routed.append((ACTIONS, effect.record(at)))
+        elif type(effect) is Reminder:
+            routed.append((NOTIFICATIONS, effect.record()))
+    return routed

@@ -21,16 +21,17 @@ from streams.rules.orders import OrderState
 from streams.rules.policy import Policy
 from streams.rules.timers import TimerWheel
 
-Outcome = Literal["applied", "duplicate", "rejected"]
+#: What became of one event: applied, a duplicate of one applied before, or refused.
+Verdict = Literal["applied", "duplicate", "rejected"]
 
 
 class Result(NamedTuple):
-    """What applying one event did: its outcome, the error if refused, and all effects.
+    """What applying one event did: its verdict, the error if refused, and all effects.
 
     A NamedTuple built by tuple.__new__ in `apply`: one is made per record.
     """
 
-    outcome: Outcome
+    verdict: Verdict
     effects: list[Effect]
     error: InputError | None = None
 
@@ -84,25 +85,25 @@ class Engine:
         event_id = event.event_id
         error: InputError | None = None
         if event_id in state.event_ids:
-            outcome: Outcome = "duplicate"
+            verdict: Verdict = "duplicate"
         else:
             try:
                 applied = state.apply(event, policy)
             except InputError as refused:
                 # Drop the traceback: it would tie this frame into a reference cycle.
-                outcome, error = "rejected", refused.with_traceback(None)
+                verdict, error = "rejected", refused.with_traceback(None)
             else:
-                outcome = "applied"
+                verdict = "applied"
                 state.event_ids.add(event_id)
                 state.seen(event.occurred_at)
                 if applied:
                     effects += applied
         due: datetime | None = None
-        if forgotten and outcome != "applied":
+        if forgotten and verdict != "applied":
             # forgotten, and the record that came after it was refused: nothing is left
             del self.store[order_id]
         else:
-            if effects or outcome == "applied":
+            if effects or verdict == "applied":
                 # a refused or duplicate record changes nothing: no write (a table write is a
                 # changelog record in the worker)
                 self.store[order_id] = state
@@ -121,7 +122,7 @@ class Engine:
                     due = scheduled
         if due != scheduled:
             self.wheel.schedule(order_id, due)
-        result: Result = _new_result(Result, (outcome, effects, error))
+        result: Result = _new_result(Result, (verdict, effects, error))
         return result
 
     def advance(self, now: datetime) -> list[Effect]:

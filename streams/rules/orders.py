@@ -15,7 +15,14 @@ from streams.contract.events import Event
 from streams.contract.times import Instant
 from streams.errors import CaseAlreadyOpen, InvalidTransition, NotEligible, UnknownCase
 from streams.rules.cases import Case
-from streams.rules.effects import CaseClosed, CaseOpened, Effect, OrderForgotten, OrderPaid, Outcome
+from streams.rules.effects import (
+    CaseClosed,
+    CaseOpened,
+    CaseOutcome,
+    Effect,
+    OrderForgotten,
+    OrderPaid,
+)
 from streams.rules.policy import Policy
 
 
@@ -34,7 +41,7 @@ class OrderState(msgspec.Struct, array_like=True, tag=2, forbid_unknown_fields=T
     event_ids: set[str] = msgspec.field(default_factory=set)
     open: Case | None = None
     #: case_id -> outcome of every closed case (a case_id is never reused on an order).
-    closed: dict[str, Outcome] = msgspec.field(default_factory=dict)
+    closed: dict[str, CaseOutcome] = msgspec.field(default_factory=dict)
     #: The latest instant the order saw: an applied event's `occurred_at` or a fired deadline.
     #: The policy's `order_retention` counts from here. (Last in the array: state written
     #: before it existed decodes with None, and such an order is kept until it changes.)

@@ -11,8 +11,8 @@ from typing import Any, TextIO
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from streams.contract.events import AFTERSALE_TOPIC, topic_of
 from streams.contract.times import parse_time
+from streams.contract.topics import AFTERSALE_EVENTS, topic_of
 
 
 def route(line: bytes) -> tuple[str, bytes | None, datetime | None]:
@@ -20,11 +20,11 @@ def route(line: bytes) -> tuple[str, bytes | None, datetime | None]:
     try:
         body: Any = orjson.loads(line)
     except orjson.JSONDecodeError:
-        return AFTERSALE_TOPIC, None, None
+        return AFTERSALE_EVENTS, None, None
     if not isinstance(body, dict):
-        return AFTERSALE_TOPIC, None, None
+        return AFTERSALE_EVENTS, None, None
     kind, order_id, at = body.get("type"), body.get("order_id"), body.get("occurred_at")
-    topic = topic_of(kind) if isinstance(kind, str) else AFTERSALE_TOPIC
+    topic = topic_of(kind) if isinstance(kind, str) else AFTERSALE_EVENTS
     key = order_id.encode() if isinstance(order_id, str) else None
     try:
         when = parse_time(at) if isinstance(at, str) else None

@@ -21,8 +21,9 @@ import orjson
 
 from streams.contract.deadletters import dead_letter
 from streams.contract.events import decode
+from streams.contract.topics import ACTIONS
 from streams.errors import ConfigError, InputError
-from streams.rules.effects import Action, Effect, Reminder
+from streams.rules.effects import Effect, route
 from streams.rules.engine import Engine
 from streams.rules.policy import Policy
 from streams.tools.gc_tuning import GC_THRESHOLDS
@@ -46,11 +47,9 @@ class _Outputs:
 
     def write(self, effects: list[Effect]) -> None:
         dumps = orjson.dumps
-        for effect in effects:
-            if isinstance(effect, Action):
-                self.actions.write(dumps(effect.record(effect.deadline_at), option=_LINE))
-            elif isinstance(effect, Reminder):
-                self.notifications.write(dumps(effect.record(), option=_LINE))
+        for topic, record in route(effects, None):  # in replay an action fires at its deadline
+            out = self.actions if topic == ACTIONS else self.notifications
+            out.write(dumps(record, option=_LINE))
 
 
 def replay(
@@ -123,10 +122,10 @@ def replay(
             if effects:
                 count(effects)
                 write(effects)
-            outcome = result.outcome
-            if outcome == "applied":
+            verdict = result.verdict
+            if verdict == "applied":
                 applied += 1
-            elif outcome == "duplicate":
+            elif verdict == "duplicate":
                 duplicates += 1
             else:
                 assert result.error is not None

@@ -312,18 +312,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _produce(lines: Iterator[bytes]) -> int:
-    import asyncio
-
-    from aiokafka.errors import KafkaError
-
     from streams.live.settings import Settings
+    from streams.tools.kafka_call import run_against_kafka
     from streams.tools.live_producer import produce_live
 
     settings = Settings.from_env()
-    try:
-        asyncio.run(produce_live(lines, settings.client_options(), settings.topic_prefix))
-    except (KafkaError, OSError) as exc:
-        raise ConfigError(f"Kafka at {settings.kafka_bootstrap}: {exc!r}") from None
+    produce = produce_live(lines, settings.client_options(), settings.topic_prefix)
+    run_against_kafka(settings, produce)
     return 0
 
 

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
 import os
 import sys
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
 
 from streams.contract.topics import TopicSpec, load_topic_specs
-from streams.errors import ConfigError
 from streams.live.admin import check_topics, create_topics
 from streams.live.settings import PREFIX, Settings
+from streams.tools.kafka_call import run_against_kafka
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,12 +49,7 @@ def run(args: argparse.Namespace) -> int:
         partitions = settings.partitions
     prefix = settings.topic_prefix if args.prefix is None else args.prefix
     specs = load_topic_specs(None, partitions, args.replication_factor, prefix)
-    # aiokafka logs each failed connection attempt; our one-line error says it better.
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    try:
-        return asyncio.run(_run(args.action, specs, settings.client_options()))
-    except (KafkaError, OSError) as exc:
-        raise ConfigError(f"Kafka at {settings.kafka_bootstrap}: {exc!r}") from None
+    return run_against_kafka(settings, _run(args.action, specs, settings.client_options()))
 
 
 async def _run(action: str, specs: list[TopicSpec], options: dict[str, Any]) -> int:

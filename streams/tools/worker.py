@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import logging
 
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
 
-from streams.contract.events import AFTERSALE_TOPIC
-from streams.contract.topics import TopicSpec, load_topic_specs
+from streams.contract.topics import AFTERSALE_EVENTS, TopicSpec, load_topic_specs
 from streams.errors import ConfigError
 from streams.live.admin import check_topics, create_topics, replication_factor
 from streams.live.settings import Settings
 from streams.tools.gc_tuning import GC_THRESHOLDS
+from streams.tools.kafka_call import run_against_kafka
 
 
 def tune_gc() -> None:
@@ -40,8 +38,6 @@ async def prepare_topics(settings: Settings) -> int:
     of `aftersale-events`, so state is kept as durably as the input it follows from (faust's
     default, 1, would lose it with one broker, and fail every write where the cluster asks for
     min.insync.replicas 2)."""
-    from streams.live.app import ticks_topic
-
     specs = load_topic_specs(None, settings.partitions, None, settings.topic_prefix)
     admin = AIOKafkaAdminClient(request_timeout_ms=15_000, **settings.client_options())
     await admin.start()
@@ -50,12 +46,12 @@ async def prepare_topics(settings: Settings) -> int:
         if problems:
             lines = "; ".join(f"{r.name}: {', '.join(r.problems)}" for r in problems)
             raise ConfigError(
-                f"topics do not match topics/topics.yaml ({lines}); "
-                "run `aftersale topics create` (with the same partitions)"
+                f"topics do not match topics/topics.yaml ({lines}); run `aftersale topics "
+                "create` (with the same partitions))"
             )
-        replication = await replication_factor(admin, settings.topic(AFTERSALE_TOPIC))
+        replication = await replication_factor(admin, settings.topic(AFTERSALE_EVENTS))
         ticks = TopicSpec(
-            ticks_topic(settings),
+            settings.topics().ticks,
             "internal",
             settings.partitions,
             replication,
@@ -70,11 +66,7 @@ async def prepare_topics(settings: Settings) -> int:
 def run(args: argparse.Namespace) -> int:
     """Start the worker; returns when it stops."""
     settings = Settings.from_env()
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    try:
-        replication = asyncio.run(prepare_topics(settings))
-    except (KafkaError, OSError) as exc:
-        raise ConfigError(f"Kafka at {settings.kafka_bootstrap}: {exc!r}") from None
+    replication = run_against_kafka(settings, prepare_topics(settings))
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     import faust
 

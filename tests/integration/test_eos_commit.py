@@ -10,8 +10,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from streams.live.commit_hook import CommitHook
 from streams.live.outbox import Outbox
-from streams.patches.eos_commit import CommitHook, _batch_sender
+from streams.patches.eos_commit import _batch_sender
 from streams.rules.engine import Engine
 from streams.rules.policy import Policy
 from streams.rules.state_codec import decode_state

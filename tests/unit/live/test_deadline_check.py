@@ -1,4 +1,5 @@
-"""The deadline timer (`streams.live.app._check`) over fakes of faust and of the side clients."""
+"""The deadline timer (`streams.live.ticker.check_deadlines`) over fakes of faust and of the
+side clients."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from typing import Any
 
 from aiokafka.structs import TopicPartition
 
-from streams.live.app import _check
 from streams.live.runtime import Runtime
 from streams.live.settings import Settings
+from streams.live.ticker import check_deadlines
 from streams.rules.clock import FakeClock
 from streams.rules.policy import Policy
 from tests.unit.factories import T0, FaustTable, event
@@ -53,8 +54,8 @@ async def test_a_tick_handled_before_its_send_returns_does_not_hold_back_the_nex
     clock = FakeClock(T0 + REVIEW + timedelta(seconds=1))  # the review deadline is due
     side = _AgentOnTheOtherSide(runtime)
     app = _app()
-    await _check(app, runtime, clock, "ticks", side)  # type: ignore[arg-type]
+    await check_deadlines(app, runtime, clock, "ticks", side)  # type: ignore[arg-type]
     assert side.ticks == [0]
     assert runtime.parts[0].tick_sent is None  # handled: the next check may tick again
-    await _check(app, runtime, clock, "ticks", side)  # type: ignore[arg-type]
+    await check_deadlines(app, runtime, clock, "ticks", side)  # type: ignore[arg-type]
     assert side.ticks == [0, 0]

@@ -53,7 +53,7 @@ def _owned_with_one_settled_and_two_unsettled_changes(runtime: Runtime) -> None:
 
 def _rebalance(runtime: Runtime) -> None:
     """A rebalance that gives partition 0 straight back (revoked, then assigned)."""
-    runtime.forget({0})
+    runtime.revoke({0})
     runtime.keep_only({0})
 
 
@@ -100,7 +100,7 @@ def test_a_partition_written_elsewhere_meanwhile_is_indexed_in_full(
     runtime = _runtime(store)
     _owned_with_one_settled_and_two_unsettled_changes(runtime)
     wheel = runtime.part(0).engine.wheel
-    runtime.forget({0})
+    runtime.revoke({0})
     assert runtime.parked[0].changelog_offset == 5
     # another worker owned the partition for a while; recovery brought its changes in
     elsewhere = _runtime(store).part(0).engine
@@ -119,7 +119,7 @@ def test_a_partition_written_elsewhere_meanwhile_is_indexed_in_full(
 def test_a_partition_assigned_elsewhere_drops_its_parked_index(store: FaustRocksStore) -> None:
     runtime = _runtime(store)
     _owned_with_one_settled_and_two_unsettled_changes(runtime)
-    runtime.forget({0})
+    runtime.revoke({0})
     assert set(runtime.parked) == {0}
     runtime.keep_only(set())
     assert runtime.parked == {}
@@ -130,7 +130,7 @@ def test_the_memory_store_keeps_no_offset_so_nothing_is_parked() -> None:
     runtime = _runtime(memory)
     runtime.reassign({0})
     runtime.part(0).engine.apply(event("aftersale.requested", order_id="o-1"), T0)
-    runtime.forget({0})
+    runtime.revoke({0})
     assert runtime.parked == {}
 
 

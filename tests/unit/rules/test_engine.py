@@ -72,7 +72,7 @@ def at(delta: timedelta) -> str:
 
 def test_requested_opens_review_and_starts_merchant_review() -> None:
     run = Run()
-    assert run.send("aftersale.requested", 0 * H).outcome == "applied"
+    assert run.send("aftersale.requested", 0 * H).verdict == "applied"
     assert run.phase() == "review"
     case = run.engine.store["o-7"].open
     assert case is not None
@@ -151,8 +151,8 @@ def test_refunded_and_withdrawn_close_any_open_phase(steps: list[str], closing: 
     run = Run()
     run.send("aftersale.requested", 0 * H)
     for n, kind in enumerate(steps, 1):
-        assert run.send(kind, n * H).outcome == "applied"
-    assert run.send(closing, 10 * H).outcome == "applied"
+        assert run.send(kind, n * H).verdict == "applied"
+    assert run.send(closing, 10 * H).verdict == "applied"
     assert run.outcome() == closing.split(".")[1]
     run.until(60 * D)
     assert run.actions() == []
@@ -246,7 +246,7 @@ def test_one_open_case_per_order_and_case_ids_never_reused() -> None:
     assert rejected(run.send("aftersale.requested", 1 * H)) == "case_already_open"
     run.send("aftersale.rejected", 2 * H)
     assert rejected(run.send("aftersale.requested", 3 * H)) == "case_already_open"
-    assert run.send("aftersale.requested", 3 * H, case_id="c-43").outcome == "applied"
+    assert run.send("aftersale.requested", 3 * H, case_id="c-43").verdict == "applied"
     assert run.phase() == "review"
 
 
@@ -259,10 +259,10 @@ def test_event_on_a_closed_case_is_invalid_transition() -> None:
 
 def test_order_events_are_facts_and_do_not_close_cases() -> None:
     run = Run()
-    assert run.send("order.cancelled", 0 * H, order_id="o-new").outcome == "applied"
+    assert run.send("order.cancelled", 0 * H, order_id="o-new").verdict == "applied"
     run.send("aftersale.requested", 0 * H)
     for kind in ("order.completed", "order.cancelled", "order.shipped", "order.paid"):
-        assert run.send(kind, 1 * H).outcome == "applied"
+        assert run.send(kind, 1 * H).verdict == "applied"
     assert run.phase() == "review"
 
 
@@ -283,13 +283,13 @@ def test_no_reason_window_after_latest_delivery(
     for moment in delivered:
         run.send("order.delivered", moment)
     result = run.send("aftersale.requested", requested, reason="no_reason")
-    assert (rejected(result) or result.outcome) == outcome
+    assert (rejected(result) or result.verdict) == outcome
 
 
 def test_other_reasons_are_never_window_bound() -> None:
     run = Run()
     run.send("order.delivered", 0 * D)
-    assert run.send("aftersale.requested", 30 * D, reason="quality").outcome == "applied"
+    assert run.send("aftersale.requested", 30 * D, reason="quality").verdict == "applied"
 
 
 # --- deadlines ------------------------------------------------------------------------------
@@ -343,7 +343,7 @@ def test_in_time_means_strictly_before_the_deadline() -> None:
     run = Run()
     run.send("aftersale.requested", 0 * H)
     result = run.send("aftersale.approved", REVIEW - timedelta(milliseconds=1))
-    assert result.outcome == "applied"
+    assert result.verdict == "applied"
     run2 = Run()
     run2.send("aftersale.requested", 0 * H)
     late = run2.send("aftersale.approved", REVIEW)
@@ -354,7 +354,7 @@ def test_in_time_means_strictly_before_the_deadline() -> None:
 def test_a_waybill_after_the_auto_approval_instant_finds_the_case_awaiting_return() -> None:
     run = Run()
     run.send("aftersale.requested", 0 * H)
-    assert run.send("aftersale.return_shipped", REVIEW + H).outcome == "applied"
+    assert run.send("aftersale.return_shipped", REVIEW + H).verdict == "applied"
     assert run.actions() == [("auto_approve", "merchant_review", at(REVIEW))]
     assert run.phase() == "awaiting_receipt"
 
@@ -455,9 +455,9 @@ def test_fractional_offsets_in_notification_id() -> None:
 def test_a_retried_event_is_a_duplicate_not_applied_twice_nor_dead_lettered() -> None:
     run = Run()
     first = event("aftersale.requested", 0 * H)
-    assert run.feed(first).outcome == "applied"
+    assert run.feed(first).verdict == "applied"
     again = run.feed(first)
-    assert again.outcome == "duplicate"
+    assert again.verdict == "duplicate"
     assert again.error is None
 
 
@@ -466,7 +466,7 @@ def test_a_retry_of_a_refused_event_is_judged_again() -> None:
     approval = event("aftersale.approved", 1 * H)
     assert rejected(run.feed(approval)) == "unknown_case"
     run.send("aftersale.requested", 0 * H)
-    assert run.feed(approval).outcome == "applied"
+    assert run.feed(approval).verdict == "applied"
 
 
 def test_rebuild_reindexes_due_times_from_the_store() -> None:

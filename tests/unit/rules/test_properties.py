@@ -62,7 +62,7 @@ class Step:
     value: dict[str, Any]
     event: Event | None
     #: "applied", "duplicate", "rejected" (by the engine) or "invalid" (by validation).
-    outcome: str
+    verdict: str
     code: str | None
     clock: datetime | None
     #: Effects fired before the record was applied (by advance, then by apply), then its own.
@@ -116,7 +116,7 @@ def drive(
         result = engine.apply(event, clock)
         effects.extend(result.effects)
         code = None if result.error is None else result.error.code
-        steps.append(Step(value, event, result.outcome, code, clock, effects))
+        steps.append(Step(value, event, result.verdict, code, clock, effects))
         if after_step is not None:
             after_step(engine)
     until = scenario.until
@@ -200,7 +200,7 @@ def follow(
         for effect in step.effects:
             effect_seen(step.clock, effect)
         event = step.event
-        if event is None or step.outcome != "applied" or not event.type.startswith("aftersale."):
+        if event is None or step.verdict != "applied" or not event.type.startswith("aftersale."):
             continue
         kind, at = event.type, event.occurred_at
         if kind == "aftersale.requested":
@@ -442,7 +442,7 @@ def test_a_retry_right_after_its_original_changes_nothing(scenario: Scenario, pi
     second = run_replay(records, scenario.policy, scenario.until)
     assert first.actions == second.actions
     assert first.notifications == second.notifications
-    if original.outcome in ("applied", "duplicate"):
+    if original.verdict in ("applied", "duplicate"):
         assert second.summary.duplicates == first.summary.duplicates + 1
         assert second.deadletter == first.deadletter
     else:
@@ -494,16 +494,16 @@ def test_late_events_are_refused(scenario: Scenario) -> None:
         event = step.event
         if event is None or not event.type.startswith("aftersale."):
             continue
-        if event.type == "aftersale.requested" or step.outcome == "duplicate":
+        if event.type == "aftersale.requested" or step.verdict == "duplicate":
             continue
         for action in fired.get(key_of(event), []):
             if event.occurred_at >= action.deadline_at and event.type in DECIDED_BY[action.rule]:
-                assert (step.outcome, step.code) == ("rejected", "invalid_transition"), (
+                assert (step.verdict, step.code) == ("rejected", "invalid_transition"), (
                     step.value,
                     action,
                 )
             if action.type != "auto_approve":  # the deadline closed the case
-                assert (step.outcome, step.code) == ("rejected", "invalid_transition"), (
+                assert (step.verdict, step.code) == ("rejected", "invalid_transition"), (
                     step.value,
                     action,
                 )
@@ -633,12 +633,12 @@ def test_single_case_matches_the_reference_model(scenario: Scenario) -> None:
     clock: datetime | None = None
     for step in run.steps:
         if step.event is None:
-            assert step.outcome == "invalid"
+            assert step.verdict == "invalid"
             continue
         clock = step.event.occurred_at if clock is None else max(clock, step.event.occurred_at)
         model.fire(clock)
         verdict = model.apply(step.event)
-        got = step.code if step.outcome == "rejected" else step.outcome
+        got = step.code if step.verdict == "rejected" else step.verdict
         assert got == verdict, (step.value, model)
     if run.end is not None:
         model.fire(run.end)
@@ -753,7 +753,7 @@ def test_waybill_an_hour_after_auto_approval_is_applied() -> None:
         rec(2, "aftersale.return_shipped", 49, carrier="YTO", waybill="YT1"),
     ]
     run = drive(scenario_of(records, None))
-    assert [s.outcome for s in run.steps] == ["applied", "applied"]
+    assert [s.verdict for s in run.steps] == ["applied", "applied"]
     assert [a.type for a in run.actions()] == ["auto_approve"]
     (state,) = run.engine.store.values()
     assert state.open is not None
@@ -762,9 +762,9 @@ def test_waybill_an_hour_after_auto_approval_is_applied() -> None:
     engine = Engine(POLICY_48H)
     first = decode(encode(records[0]))
     waybill = decode(encode(records[1]))
-    assert engine.apply(first, first.occurred_at).outcome == "applied"
+    assert engine.apply(first, first.occurred_at).verdict == "applied"
     result = engine.apply(waybill, waybill.occurred_at)
-    assert result.outcome == "applied"
+    assert result.verdict == "applied"
     assert [e.type for e in result.effects if isinstance(e, Action)] == ["auto_approve"]
 
 
@@ -777,7 +777,7 @@ def test_approval_at_or_after_the_deadline_is_late(hours: float, outcome: str) -
     run = drive(scenario_of(records, None))
     expected = "applied" if hours < 48 else "rejected"
     assert outcome in ("", expected)
-    assert run.steps[1].outcome == expected
+    assert run.steps[1].verdict == expected
     if expected == "rejected":
         assert run.steps[1].code == "invalid_transition"
         assert [a.type for a in run.actions()] == ["auto_approve"]

@@ -97,7 +97,7 @@ def test_a_record_after_the_retention_finds_a_new_order() -> None:
     # ... after it (even before any advance), the order is forgotten first, then the record
     # opens case c-42 on a new order.
     result = eng.apply(event("aftersale.requested", later), later)
-    assert result.outcome == "applied"
+    assert result.verdict == "applied"
     assert [type(e) for e in result.effects] == [OrderForgotten, CaseOpened]
     state = eng.store["o-7"]
     assert state.open is not None
@@ -123,8 +123,8 @@ def test_a_retry_after_the_retention_is_applied_again() -> None:
     eng = engine()
     paid = event("order.paid", T0)
     eng.apply(paid, T0)
-    assert eng.apply(paid, T0 + D).outcome == "duplicate"
-    assert eng.apply(paid, T0 + KEEP + D).outcome == "applied"
+    assert eng.apply(paid, T0 + D).verdict == "duplicate"
+    assert eng.apply(paid, T0 + KEEP + D).verdict == "applied"
 
 
 def test_forget_upto_bounds_forgetting_in_apply_apart_from_firing() -> None:
@@ -202,6 +202,6 @@ def test_forgetting_is_never_early_and_never_of_an_open_case(
 def test_a_retention_longer_than_the_input_changes_nothing(scenario: Scenario) -> None:
     plain = drive(scenario)
     kept = drive(scenario, policy=replace(scenario.policy, order_retention=10_000 * D))
-    assert [s.outcome for s in kept.steps] == [s.outcome for s in plain.steps]
+    assert [s.verdict for s in kept.steps] == [s.verdict for s in plain.steps]
     assert [s.code for s in kept.steps] == [s.code for s in plain.steps]
     assert list(kept.timeline()) == list(plain.timeline())

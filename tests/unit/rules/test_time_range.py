@@ -153,5 +153,5 @@ def test_no_accepted_input_under_any_valid_policy_makes_the_engine_leave_the_ran
     # every restart: every record must end applied, refused or as a dead letter. Replay's
     # clock, then the end of time.
     run = drive(scenario)
-    assert all(step.outcome != "invalid" for step in run.steps)  # all within the bounds
+    assert all(step.verdict != "invalid" for step in run.steps)  # all within the bounds
     assert run.engine.next_wakeup() is None  # everything due by the end of time has fired

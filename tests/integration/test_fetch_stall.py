@@ -17,7 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.consumer import fetcher as aiokafka_fetcher
 
 from streams.live.admin import until_listed
-from streams.patches import fetch_stall as fetch_fix
+from streams.patches import fetch_stall
 from tests.integration.endpoints import BOOTSTRAP
 
 #: Between two takes: longer than aiokafka's 100 ms prefetch backoff, shorter than HOLD_S.
@@ -72,8 +72,8 @@ def shipped_fetcher(monkeypatch: pytest.MonkeyPatch) -> None:
     """aiokafka's fetcher as shipped, even where an app built earlier in this process installed
     the fix; whatever a test installs is undone after it."""
     fetcher = aiokafka_fetcher.Fetcher
-    monkeypatch.setattr(fetcher, "_get_actions_per_node", fetch_fix._get_actions_per_node)
-    monkeypatch.setattr(fetcher, "_proc_fetch_request", fetch_fix._proc_fetch_request)
+    monkeypatch.setattr(fetcher, "_get_actions_per_node", fetch_stall._get_actions_per_node)
+    monkeypatch.setattr(fetcher, "_proc_fetch_request", fetch_stall._proc_fetch_request)
 
 
 @pytest.mark.usefixtures("shipped_fetcher")
@@ -88,5 +88,5 @@ async def test_without_the_fix_a_fetch_of_the_idle_partition_holds_the_busy_one(
 async def test_with_the_fix_the_busy_partition_is_fetched_once_taken(
     busy_and_idle: tuple[str, str],
 ) -> None:
-    fetch_fix.apply()
+    fetch_stall.install()
     assert await longest_wait(*busy_and_idle) < 0.3

@@ -1,0 +1,99 @@
+"""The deadline timer's work: which partitions have something due and safe, and a tick for each.
+
+Every `AFTERSALE_TICK_INTERVAL` the worker samples the end offsets of each owned input
+partition pair (catch-up safety, `catchup.py`), and writes a small tick record to a partition
+of the internal ticks topic where a deadline is due on the wall clock and every record written
+before it has been read. The agent fires on the tick, inside stream iteration, in input order.
+Ticks are at-least-once: a duplicate finds nothing due.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiokafka.structs import TopicPartition
+
+from streams.live.runtime import PartitionRuntime, Runtime
+from streams.live.side_clients import SideClients
+from streams.rules.clock import Clock
+
+#: Re-send a tick for a partition when the last one has not been handled after this long.
+TICK_RESEND_S = 1.0
+
+
+async def check_deadlines(
+    app: Any,
+    runtime: Runtime,
+    clock: Clock,
+    ticks_name: str,
+    side: SideClients,
+) -> None:
+    """One timer run: sample end offsets, then tick each partition with a due, safe deadline.
+
+    `app` is the faust app (read for `rebalancing`, `tables.actives_ready` and the assignor).
+    """
+    if app.rebalancing or not app.tables.actives_ready:
+        return
+    generation = runtime.generation
+    aftersale_name = runtime.inputs[1]
+    active = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == aftersale_name}
+    tps = [TopicPartition(t, p) for p in sorted(active) for t in runtime.inputs]
+    if not tps:
+        runtime.reassign(active)
+        return
+    # Reading resumes at the committed offset: everything before it was processed. Asked
+    # before the partition counts as ready, so a failed request is simply asked again.
+    starts: dict[TopicPartition, int] = {}
+    if active - runtime.ready:
+        starts = await side.start_offsets(tp for tp in tps if tp.partition not in runtime.ready)
+        if runtime.generation != generation or app.rebalancing:
+            return
+    new = runtime.reassign(active)
+    for tp, offset in starts.items():
+        if tp.partition in new:
+            runtime.parts[tp.partition].watermark.start_at(tp.topic, offset)
+    sampled_at = clock.now()  # before the request: the answer covers everything before it
+    ends = await side.end_offsets(tps)
+    if runtime.generation != generation or app.rebalancing:
+        return
+    now = clock.now()
+    for partition in active:
+        part = runtime.parts.get(partition)
+        if part is None or runtime.generation != generation:
+            return
+        part.watermark.sample(
+            sampled_at, {t: ends[TopicPartition(t, partition)] for t in runtime.inputs}
+        )
+        wake, safe = part.engine.next_wakeup(), part.watermark.safe_until()
+        if wake is not None and wake <= now and (safe is None or safe < wake):
+            await _skip_marker_gaps(part, partition, side)
+            if runtime.generation != generation:
+                return
+            safe = part.watermark.safe_until()
+        if wake is None or safe is None or wake > min(now, safe):
+            continue
+        loop_now = asyncio.get_running_loop().time()
+        if part.tick_sent is not None and loop_now - part.tick_sent < TICK_RESEND_S:
+            continue
+        # Marked before the send: the agent can read and handle the tick (clearing the mark)
+        # before the send returns, and a mark set after that would hold the next tick back for
+        # TICK_RESEND_S (deadlines on idle partitions fired up to a second late).
+        part.tick_sent = loop_now
+        try:
+            await side.tick(ticks_name, partition)
+        except BaseException:
+            part.tick_sent = None
+            raise
+
+
+async def _skip_marker_gaps(part: PartitionRuntime, partition: int, side: SideClients) -> None:
+    """A deadline waits for catch-up on an input that has not moved since the last check:
+    if the gap to its end offset holds no record (only transaction markers), it is read."""
+    behind = part.watermark.behind()
+    previous, part.last_positions = part.last_positions, dict(part.watermark.positions)
+    for topic, (position, end) in behind.items():
+        if previous.get(topic) != position:
+            continue  # still moving: the agent is reading its way there
+        if not await side.has_records(TopicPartition(topic, partition), position, end):
+            part.watermark.skip_to(topic, end)
