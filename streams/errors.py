@@ -21,7 +21,18 @@ the same answer.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Final
+
+#: How much of a value an error's detail quotes (a dead letter must stay small).
+SHOWN_CHARS: Final = 80
+
+
+def shown(value: object) -> str:
+    """`repr(value)`, cut to SHOWN_CHARS characters: a detail quotes input, never all of it."""
+    text = repr(value)
+    if len(text) <= SHOWN_CHARS:
+        return text
+    return f"{text[:SHOWN_CHARS]}... ({len(text)} characters)"
 
 
 class AftersaleError(Exception):

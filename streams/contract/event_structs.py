@@ -173,13 +173,14 @@ class _Compiler:
         allowed = schema.get("enum", [schema["const"]] if "const" in schema else None)
         if allowed is not None:
             strings = kind == "string" and all(isinstance(v, str) for v in allowed)
-            if not strings or set(schema) & {"minLength", "pattern"}:
+            if not strings or set(schema) & {"minLength", "maxLength", "pattern"}:
                 raise self.fail(where, "enum/const: only plain string values are compiled")
             return Literal[tuple(allowed)]  # a string enum: exact members only
         if kind == "string":
             pattern = schema.get("pattern")
             meta = msgspec.Meta(
                 min_length=schema.get("minLength"),
+                max_length=schema.get("maxLength"),
                 pattern=None if pattern is None else ecma_pattern(pattern),
             )
             return Annotated[str, meta]
@@ -192,7 +193,7 @@ class _Compiler:
             if kind == "integer":
                 return Annotated[int, exact]
             return Annotated[int, exact] | Annotated[float, msgspec.Meta(ge=low, le=high)]
-        if set(schema) & {"minLength", "pattern", "minimum", "maximum"}:
+        if set(schema) & {"minLength", "maxLength", "pattern", "minimum", "maximum"}:
             raise self.fail(where, f"constraints on a {kind} are not compiled")
         simple = {"boolean": bool, "null": type(None)}
         if kind not in simple:

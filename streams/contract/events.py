@@ -13,7 +13,7 @@ from streams.contract.event_structs import EventBody, EventType, compile_event_t
 from streams.contract.schemas import Check, contract
 from streams.contract.times import LATEST_OCCURRED_AT, format_time, is_time, parse_time
 from streams.contract.topics import topic_of
-from streams.errors import MalformedJson, SchemaViolation, UnknownType
+from streams.errors import MalformedJson, SchemaViolation, UnknownType, shown
 
 
 class Event(NamedTuple):
@@ -81,7 +81,7 @@ def decode(raw: bytes | str, topic: str | None = None) -> Event:
     event_type = compiled[type(body)]
     kind = event_type.name
     if topic is not None and topic_of(kind) != topic:
-        raise SchemaViolation(f"event type {kind!r} belongs on topic {topic_of(kind)!r}")
+        raise SchemaViolation(f"event type {shown(kind)} belongs on topic {topic_of(kind)!r}")
     # msgspec left the date-times as text: a refusal is for the reference path to explain.
     for name in event_type.other_times:
         value = getattr(body, name)
@@ -107,7 +107,7 @@ def check_key(key: bytes | None, order_id: str) -> None:
     if key is None:
         raise SchemaViolation(f"record has no key; its key must be its order_id {order_id!r}")
     if key != order_id.encode("utf-8"):
-        raise SchemaViolation(f"record key {key!r} is not its order_id {order_id!r}")
+        raise SchemaViolation(f"record key {shown(key)} is not its order_id {order_id!r}")
 
 
 def decode_checked(raw: bytes | str, topic: str | None = None) -> Event:
@@ -125,9 +125,9 @@ def decode_checked(raw: bytes | str, topic: str | None = None) -> Event:
         raise SchemaViolation("field 'type': expected string")
     check = _validators().get(kind)
     if check is None:
-        raise UnknownType(f"unknown event type {kind!r}")
+        raise UnknownType(f"unknown event type {shown(kind)}")
     if topic is not None and topic_of(kind) != topic:
-        raise SchemaViolation(f"event type {kind!r} belongs on topic {topic_of(kind)!r}")
+        raise SchemaViolation(f"event type {shown(kind)} belongs on topic {topic_of(kind)!r}")
     error = check(obj)
     if error is not None:
         raise SchemaViolation(error)

@@ -18,7 +18,7 @@ import orjson
 
 from streams.contract.folder import topics_dir
 from streams.contract.times import is_time
-from streams.errors import ContractError
+from streams.errors import ContractError, shown
 
 _MISSING: Final = object()
 
@@ -38,6 +38,7 @@ VALUE_KEYWORDS: Final = frozenset(
         "const",
         "format",
         "minLength",
+        "maxLength",
         "pattern",
         "minimum",
         "maximum",
@@ -51,6 +52,7 @@ SUPPORTED: Final = (
         "properties",
         "required",
         "additionalProperties",
+        "dependentRequired",
     }
 )
 _TYPE_EXPR: Final[Mapping[str, str]] = {
@@ -185,6 +187,9 @@ class SchemaSet:
         if "minLength" in schema:
             length = int(schema["minLength"])
             terms.append(f"({other_type_passes('string', 'str')}len({var}) >= {length})")
+        if "maxLength" in schema:
+            length = int(schema["maxLength"])
+            terms.append(f"({other_type_passes('string', 'str')}len({var}) <= {length})")
         if "pattern" in schema:
             regex = constant(re.compile(ecma_pattern(schema["pattern"])))
             terms.append(f"({other_type_passes('string', 'str')}{regex}.search({var}) is not None)")
@@ -194,6 +199,11 @@ class SchemaSet:
                 numeric = known in ("integer", "number")
                 guard = "" if numeric else f"type({var}) not in (int, float) or "
                 terms.append(f"({guard}{var} {operator} {bound})")
+        if "dependentRequired" in schema:
+            for name, needs in schema["dependentRequired"].items():
+                present = " and ".join(f"{need!r} in {var}" for need in needs) or "True"
+                guard = "" if known == "object" else f"type({var}) is not dict or "
+                terms.append(f"({guard}{name!r} not in {var} or ({present}))")
         if "required" in schema or "properties" in schema:
             required = list(schema.get("required", ()))
             properties = schema.get("properties", {})
@@ -235,6 +245,8 @@ class SchemaSet:
             checks.append(_time_check)
         if "minLength" in schema:
             checks.append(_min_length_check(int(schema["minLength"])))
+        if "maxLength" in schema:
+            checks.append(_max_length_check(int(schema["maxLength"])))
         if "pattern" in schema:
             checks.append(_pattern_check(str(schema["pattern"])))
         if "minimum" in schema:
@@ -252,6 +264,8 @@ class SchemaSet:
             }
             closed = schema.get("additionalProperties") is False
             checks.append(_object_check(tuple(schema.get("required", ())), props, closed))
+        if "dependentRequired" in schema:
+            checks.append(_dependent_check(schema["dependentRequired"]))
         return _all(checks)
 
 
@@ -303,13 +317,13 @@ def _enum_check(values: list[Any]) -> Check:
     allowed = frozenset(v for v in values if isinstance(v, str))
     allowed_text = ", ".join(map(str, values))
     return lambda v: (
-        None if isinstance(v, str) and v in allowed else f"{v!r} is not one of {allowed_text}"
+        None if isinstance(v, str) and v in allowed else f"{shown(v)} is not one of {allowed_text}"
     )
 
 
 def _time_check(value: Any) -> str | None:
     if isinstance(value, str) and not is_time(value):
-        return f"{value!r} is not an RFC 3339 time with an offset"
+        return f"{shown(value)} is not an RFC 3339 time with an offset"
     return None
 
 
@@ -319,6 +333,26 @@ def _min_length_check(length: int) -> Check:
         if isinstance(v, str) and len(v) < length
         else None
     )
+
+
+def _max_length_check(length: int) -> Check:
+    return lambda v: (
+        f"must have at most {length} character(s), has {len(v)}"
+        if isinstance(v, str) and len(v) > length
+        else None
+    )
+
+
+def _dependent_check(dependencies: Mapping[str, list[str]]) -> Check:
+    def check(value: Any) -> str | None:
+        if isinstance(value, dict):
+            for name, needs in dependencies.items():
+                missing = [need for need in needs if name in value and need not in value]
+                if missing:
+                    return f"field {name!r} needs {missing[0]!r}"
+        return None
+
+    return check
 
 
 def ecma_pattern(pattern: str) -> str:
@@ -359,7 +393,7 @@ def _pattern_check(pattern: str) -> Check:
 
     def check(v: Any) -> str | None:
         if isinstance(v, str) and not regex.search(v):
-            return f"{v!r} does not match {pattern}"
+            return f"{shown(v)} does not match {pattern}"
         return None
 
     return check

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -52,8 +53,13 @@ async def until_listed(admin: AIOKafkaAdminClient, names: set[str]) -> None:
         raise KafkaTimeoutError(f"created topics not visible after {LISTED_TIMEOUT_S} s") from None
 
 
-async def check_topics(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> list[TopicReport]:
-    """Compare each topic on the broker with its spec: partitions and configs."""
+async def check_topics(
+    admin: AIOKafkaAdminClient,
+    specs: list[TopicSpec],
+    min_message_bytes: Mapping[str, int] | None = None,
+) -> list[TopicReport]:
+    """Compare each topic on the broker with its spec: partitions and configs, and (for the
+    topics named in `min_message_bytes`) that `max.message.bytes` is at least that."""
     existing = set(await admin.list_topics())
     present = [s for s in specs if s.name in existing]
     reports = {s.name: TopicReport(s.name, ("missing",)) for s in specs}
@@ -74,6 +80,14 @@ async def check_topics(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> li
         for key, want in sorted(spec.configs.items()):
             if actual.get(key) != want:
                 problems.append(f"{key} is {actual.get(key)!r}, expected {want!r}")
+        need = (min_message_bytes or {}).get(spec.name)
+        limit = actual.get("max.message.bytes")
+        if need is not None and limit is not None and int(limit) < need:
+            problems.append(
+                f"max.message.bytes is {limit}, below the {need} bytes the worker may write in "
+                f"one batch (the largest record the contract's bounds allow, or a full batch): "
+                f"raise it to at least {need}"
+            )
         reports[spec.name] = TopicReport(spec.name, tuple(problems))
     return list(reports.values())
 

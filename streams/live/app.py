@@ -36,6 +36,7 @@ from faust.sensors.monitor import Monitor
 from streams import patches
 from streams.live.commit_hook import CommitHook
 from streams.live.handler import RecordHandler
+from streams.live.record_limits import PRODUCER_BATCH_BYTES, PRODUCER_REQUEST_BYTES
 from streams.live.runtime import Runtime
 from streams.live.settings import Settings
 from streams.live.side_clients import SideClients
@@ -49,8 +50,10 @@ log = logging.getLogger("aftersale.worker")
 
 #: faust settings for throughput, measured with bench/stream.py (a) and bench/faust_probe.py.
 FAUST_TUNING: dict[str, Any] = {
-    # a commit sends each partition's outbox as one record batch per topic (eos_commit)
-    "producer_max_batch_size": 512 * 1024,
+    # a commit sends each partition's outbox as one record batch per topic (eos_commit); the
+    # output topics must accept such batches (record_limits, checked at start)
+    "producer_max_batch_size": PRODUCER_BATCH_BYTES,
+    "producer_max_request_size": PRODUCER_REQUEST_BYTES,
     # Room for whole fetches between the fetcher and the agent: with faust's default (4096)
     # the queue is full under load and every hand-off blocks (a do-nothing agent: 13.8k -> 23k
     # records/s). At a rate the worker keeps up with, the queue stays short.

@@ -17,11 +17,12 @@ from importlib import metadata
 
 from streams.errors import DependencyError
 from streams.patches import eos_commit, fetch_stall, handoff, recovery
-from streams.patches.upstream import SUPPORTED
 
 
 def check_versions() -> None:
     """Refuse versions of faust-streaming or aiokafka the patches were not written for."""
+    from streams.patches.upstream import SUPPORTED  # (also run as a script: imported here)
+
     for package, wanted in SUPPORTED.items():
         try:
             found = metadata.version(package)

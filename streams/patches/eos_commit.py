@@ -17,13 +17,23 @@ hook itself is `streams.live.commit_hook.CommitHook`.
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any, Final, Protocol
 
+from aiokafka.errors import (
+    CorruptRecordException,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    UnsupportedForMessageFormatError,
+)
 from faust.exceptions import ProducerSendError
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from streams.errors import shown
 
 #: The upstream methods this module replaces (fingerprinted in `upstream.py`).
 REPLACES: Final = (
@@ -33,7 +43,41 @@ REPLACES: Final = (
     "faust.transport.drivers.aiokafka:Producer.stop_transaction",
 )
 
+log = logging.getLogger("aftersale.worker")
+
 _HOOKS: weakref.WeakKeyDictionary[Any, CommitHookT] = weakref.WeakKeyDictionary()
+
+
+#: Send errors tied to the records themselves (too large, invalid): sending the same records
+#: again, now or after a restart, fails the same way. Every other send error is the broker's
+#: or the network's (not the leader, a timeout, the broker down): aiokafka retries those until
+#: its request timeout, then the worker stops and redoes the work from the last commit.
+RECORD_ERRORS: Final = (
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    RecordListTooLargeError,
+    CorruptRecordException,
+    UnsupportedForMessageFormatError,
+)
+
+
+class RecordRefused(ProducerSendError):
+    """A topic refused a batch for what its records are: not retriable, never skipped."""
+
+    @classmethod
+    def of(
+        cls,
+        topic: str,
+        partition: int,
+        records: list[tuple[bytes | None, bytes | None]],
+        error: BaseException,
+    ) -> RecordRefused:
+        sizes = [(len(key or b"") + len(value or b""), key) for key, value in records]
+        size, key = max(sizes, key=lambda pair: pair[0]) if sizes else (0, None)
+        return cls(
+            f"{topic}[{partition}] refused a batch of {len(records)} record(s), the largest "
+            f"{size} bytes with key {shown(key)}: {error!r}"
+        )
 
 
 class CommitHookT(Protocol):
@@ -99,16 +143,25 @@ def _batch_sender(producer: Any) -> RecordSender:
                 raise ProducerSendError(f"no transactional producer for {tid}")
         last = -1
         sent = []
-        builder = client.create_batch()
-        for key, value in records:
-            if builder.append(key=key, value=value, timestamp=None) is None:
-                sent.append((await client.send_batch(builder, topic, partition=partition), builder))
-                builder = client.create_batch()
-                builder.append(key=key, value=value, timestamp=None)
-        sent.append((await client.send_batch(builder, topic, partition=partition), builder))
-        for fut, full in sent:
-            meta = await fut
-            last = max(last, meta.offset + full.record_count() - 1)
+        builder, first = client.create_batch(), 0
+        refused = records  # the records of the batch being sent or awaited
+        try:
+            for n, (key, value) in enumerate(records):
+                if builder.append(key=key, value=value, timestamp=None) is None:
+                    refused = records[first:n]
+                    fut = await client.send_batch(builder, topic, partition=partition)
+                    sent.append((fut, builder, refused))
+                    builder, first = client.create_batch(), n
+                    builder.append(key=key, value=value, timestamp=None)
+            refused = records[first:]
+            fut = await client.send_batch(builder, topic, partition=partition)
+            sent.append((fut, builder, refused))
+            for fut, full, chunk in sent:
+                refused = chunk
+                meta = await fut
+                last = max(last, meta.offset + full.record_count() - 1)
+        except RECORD_ERRORS as exc:
+            raise RecordRefused.of(topic, partition, refused, exc) from exc
         return last
 
     return send
@@ -141,6 +194,16 @@ async def _commit_tps(self: Any, tps: Iterable[Any], start_new_transaction: bool
                 if self.in_transaction:
                     for tid in {t for t in tids.values() if t is not None}:
                         await producer.abort_transaction(tid)
+                if isinstance(exc, RecordRefused):
+                    log.critical(
+                        "%s. Not retriable: the same records would be refused again after a "
+                        "restart. Nothing of this commit was written. Every output the contract "
+                        "allows fits a topic that `aftersale topics check` passes, so this is a "
+                        "topic whose max.message.bytes was lowered since, or the state of one "
+                        "order grown past the changelog topic's (topics/README.md, send "
+                        "failures)",
+                        exc,
+                    )
                 raise ProducerSendError(f"outbox send failed: {exc!r}") from exc
         await self._handle_attached(commit_offsets)
     except ProducerSendError as exc:

@@ -11,6 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.contract.topics import TopicSpec, load_topic_specs
 from streams.live.admin import check_topics, create_topics
+from streams.live.record_limits import output_needs
 from streams.live.settings import PREFIX, Settings
 from streams.tools.kafka_call import run_against_kafka
 
@@ -49,10 +50,13 @@ def run(args: argparse.Namespace) -> int:
         partitions = settings.partitions
     prefix = settings.topic_prefix if args.prefix is None else args.prefix
     specs = load_topic_specs(None, partitions, args.replication_factor, prefix)
-    return run_against_kafka(settings, _run(args.action, specs, settings.client_options()))
+    needs = output_needs(prefix)
+    return run_against_kafka(settings, _run(args.action, specs, needs, settings.client_options()))
 
 
-async def _run(action: str, specs: list[TopicSpec], options: dict[str, Any]) -> int:
+async def _run(
+    action: str, specs: list[TopicSpec], needs: dict[str, int], options: dict[str, Any]
+) -> int:
     admin = AIOKafkaAdminClient(request_timeout_ms=15_000, **options)
     await admin.start()
     try:
@@ -60,7 +64,7 @@ async def _run(action: str, specs: list[TopicSpec], options: dict[str, Any]) -> 
             created = await create_topics(admin, specs)
             for name in created:
                 print(f"created {name}")
-        reports = await check_topics(admin, specs)
+        reports = await check_topics(admin, specs, needs)
     finally:
         await admin.close()
     bad = 0

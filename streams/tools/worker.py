@@ -11,6 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from streams.contract.topics import AFTERSALE_EVENTS, TopicSpec, load_topic_specs
 from streams.errors import ConfigError
 from streams.live.admin import check_topics, create_topics, replication_factor
+from streams.live.record_limits import output_needs
 from streams.live.settings import Settings
 from streams.tools.gc_tuning import GC_THRESHOLDS
 from streams.tools.kafka_call import run_against_kafka
@@ -42,12 +43,13 @@ async def prepare_topics(settings: Settings) -> int:
     admin = AIOKafkaAdminClient(request_timeout_ms=15_000, **settings.client_options())
     await admin.start()
     try:
-        problems = [r for r in await check_topics(admin, specs) if r.problems]
+        needs = output_needs(settings.topic_prefix)
+        problems = [r for r in await check_topics(admin, specs, needs) if r.problems]
         if problems:
             lines = "; ".join(f"{r.name}: {', '.join(r.problems)}" for r in problems)
             raise ConfigError(
                 f"topics do not match topics/topics.yaml ({lines}); run `aftersale topics "
-                "create` (with the same partitions))"
+                "create` (with the same partitions), or raise max.message.bytes as named"
             )
         replication = await replication_factor(admin, settings.topic(AFTERSALE_EVENTS))
         ticks = TopicSpec(

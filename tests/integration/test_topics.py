@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from streams.contract.topics import load_topic_specs
 from streams.live.admin import (
@@ -13,6 +16,7 @@ from streams.live.admin import (
     replication_factor,
     until_listed,
 )
+from streams.live.record_limits import output_needs, required_max_message_bytes
 from streams.tools.cli import main
 from tests.integration.endpoints import BOOTSTRAP
 
@@ -88,3 +92,28 @@ def test_cli_unreachable_broker_is_one_line(capsys: pytest.CaptureFixture[str]) 
     err = capsys.readouterr().err
     assert err.startswith("aftersale topics: error: Kafka at 127.0.0.1:1")
     assert err.count("\n") == 1
+
+
+async def test_check_names_an_output_topic_too_small_for_the_largest_record(
+    admin: AIOKafkaAdminClient, unique: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    specs = load_topic_specs(prefix=f"{unique}-", partitions=1)
+    await create_topics(admin, specs)
+    deadletter = f"{unique}-aftersale-deadletter"
+    spec = next(s for s in specs if s.name == deadletter)
+    # below a dead letter of a 64 KiB original (escaped), and a full batch (alter_configs
+    # replaces every config of the topic: the spec's stay)
+    lowered = {**spec.configs, "max.message.bytes": "300000"}
+    await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, deadletter, lowered)])
+    need = required_max_message_bytes("aftersale-deadletter")
+    reports = {r.name: r for r in await check_topics(admin, specs, output_needs(f"{unique}-"))}
+    assert reports[deadletter].problems == (
+        f"max.message.bytes is 300000, below the {need} bytes the worker may write in one batch "
+        "(the largest record the contract's bounds allow, or a full batch): raise it to at "
+        f"least {need}",
+    )
+    assert [r.problems for r in reports.values() if r.name != deadletter] == [()] * 4
+    args = ["--bootstrap", BOOTSTRAP, "--prefix", f"{unique}-", "--partitions", "1"]
+    assert await asyncio.to_thread(main, ["topics", "check", *args]) == 1  # the CLI says so too
+    assert f"MISMATCH {deadletter}: max.message.bytes is 300000" in capsys.readouterr().err
+    await delete_topics_named(admin, f"{unique}-")

@@ -625,7 +625,7 @@ def schema_dir(tmp_path: Path, *docs: dict[str, Any]) -> Path:
     [
         {"$id": "x.json", "type": "object", "oneOf": []},
         {"$id": "x.json", "type": "object", "properties": {"a": {"anyOf": []}}},
-        {"$id": "x.json", "type": "string", "maxLength": 3},
+        {"$id": "x.json", "type": "string", "exclusiveMaximum": 3},
         {"$id": "x.json", "type": "string", "format": "email"},
         {"$id": "x.json", "type": "object", "additionalProperties": {"type": "string"}},
     ],

@@ -6,11 +6,12 @@ import asyncio
 from types import SimpleNamespace
 
 import pytest
+from aiokafka.errors import MessageSizeTooLargeError, RequestTimedOutError
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.record.default_records import DefaultRecordBatch
 from faust.exceptions import ProducerSendError
 
-from streams.patches.eos_commit import _batch_sender
+from streams.patches.eos_commit import RecordRefused, _batch_sender
 from streams.rules.orders import OrderState
 from streams.rules.state_codec import encode
 
@@ -61,3 +62,49 @@ async def test_the_batch_sender_refuses_a_transaction_without_a_producer() -> No
     producer = SimpleNamespace(_transaction_producers={})
     with pytest.raises(ProducerSendError, match="t-9"):
         await _batch_sender(producer)("t-9", "changelog", 0, [(b"o-1", None)])
+
+
+class _RefusingClient(_Client):
+    """A broker that refuses every batch holding a value over `limit` bytes."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    async def send_batch(
+        self, builder: BatchBuilder, topic: str, *, partition: int
+    ) -> asyncio.Future[SimpleNamespace]:
+        done = await super().send_batch(builder, topic, partition=partition)
+        if any(len(value or b"") > self.limit for _, value in self.batches[-1][2]):
+            refused: asyncio.Future[SimpleNamespace] = asyncio.get_running_loop().create_future()
+            refused.set_exception(MessageSizeTooLargeError())
+            return refused
+        return done
+
+
+async def test_a_batch_refused_for_its_records_says_which_and_why() -> None:
+    producer = SimpleNamespace(_transaction_producers={"t-1": _RefusingClient(limit=60)})
+    records: list[tuple[bytes | None, bytes | None]] = [
+        (b"o-1", b"x" * 10),
+        (b"o-2", b"y" * 20),
+        (b"o-big", b"z" * 100),  # alone in its 200-byte batch
+    ]
+    with pytest.raises(RecordRefused) as refused:
+        await _batch_sender(producer)("t-1", "out", 2, records)
+    message = str(refused.value)
+    assert message.startswith("out[2] refused a batch of 1 record(s), the largest 105 bytes")
+    assert "b'o-big'" in message
+    assert "MessageSizeTooLargeError" in message
+    assert isinstance(refused.value.__cause__, MessageSizeTooLargeError)
+
+
+async def test_a_retriable_send_error_is_not_taken_for_a_refused_record() -> None:
+    client = _Client()
+
+    async def timed_out(builder: BatchBuilder, topic: str, *, partition: int) -> None:
+        raise RequestTimedOutError()
+
+    client.send_batch = timed_out  # type: ignore[assignment, method-assign]
+    producer = SimpleNamespace(_transaction_producers={"t-1": client})
+    with pytest.raises(RequestTimedOutError):
+        await _batch_sender(producer)("t-1", "out", 0, [(b"o-1", b"v")])

@@ -159,6 +159,27 @@ def test_a_deeply_nested_record_is_a_dead_letter(tmp_path: Path) -> None:
     assert dict(summary.dead_letters) == {"malformed_json": 1}
 
 
+def test_a_large_line_is_a_small_dead_letter_and_a_long_id_a_schema_violation(
+    tmp_path: Path,
+) -> None:
+    large = b'{"pad": "' + b"x" * 1_000_000 + b'"}'
+    long_id = body("aftersale.requested", 0 * H, order_id="o" * 257)
+    path = write(tmp_path / "in.jsonl", [large, long_id, body("aftersale.requested", 0 * H)])
+    summary = replay(path, tmp_path / "out", Policy())
+    assert (summary.read, summary.applied) == (3, 1)
+    big, long = read(tmp_path / "out" / "deadletter.jsonl")
+    assert (big["error"], big["truncated"], big["original_size"]) == (
+        "schema_violation",
+        True,
+        len(large),
+    )
+    assert base64.b64decode(big["original_base64"]) == large[: 64 * 1024]
+    assert long["error"] == "schema_violation"
+    assert "order_id" in long["detail"]
+    assert "truncated" not in long
+    assert (tmp_path / "out" / "deadletter.jsonl").stat().st_size < 200_000
+
+
 def test_output_is_byte_identical_for_the_same_input(tmp_path: Path) -> None:
     from streams.tools.simulate import generate
 
