@@ -168,7 +168,7 @@ class Worker:
             AFTERSALE_KAFKA_BOOTSTRAP=BOOTSTRAP, AFTERSALE_TOPIC_PREFIX=self.prefix,
             AFTERSALE_APP_ID=self.app_id, AFTERSALE_PARTITIONS=str(PARTITIONS),
             AFTERSALE_POLICY_FILE=str(self.policy), AFTERSALE_DATA_DIR=str(self.folder / "data"),
-            AFTERSALE_WEB_PORT=str(_free_port()),
+            AFTERSALE_WEB_PORT=str(_free_port()), AFTERSALE_INSTANCE_ID=self.app_id,
         )  # fmt: skip
         log = (self.folder / "worker.log").open("ab")
         started = time.monotonic()

@@ -41,7 +41,7 @@ from streams.live.runtime import Runtime
 from streams.live.settings import Settings
 from streams.live.side_clients import SideClients
 from streams.live.ticker import check_deadlines
-from streams.patches import eos_commit
+from streams.patches import eos_commit, static_leave
 from streams.rules.clock import Clock, SystemClock
 from streams.rules.policy import load_policy
 
@@ -72,6 +72,7 @@ def build_app(settings: Settings, clock: Clock | None = None, replication: int =
     """The faust app for these settings; `clock` defaults to the wall clock; `replication` is
     the replication factor of the state changelog topic when faust creates it."""
     patches.install()
+    static_leave.leave_on_close(settings.leave_on_shutdown)
     clock = clock or SystemClock()
     policy = load_policy(settings.policy_file)
     options = settings.client_options()
@@ -89,6 +90,16 @@ def build_app(settings: Settings, clock: Clock | None = None, replication: int =
         broker_commit_interval=0.5,
         **FAUST_TUNING,
         table_standby_replicas=0,
+        # Static membership: a worker restarted after a crash gets its partitions straight
+        # back (no rebalance, no wait for its old session), and a dead one is noticed after the
+        # session timeout (faust's default is 60 s). The canonical URL is faust's name for the
+        # worker in its assignments (nothing here routes web requests by it): the same id, and
+        # no port, so a restart finds it unchanged whatever port it listens on (a changed one
+        # trips faust's assignor, and the worker then holds no partitions).
+        consumer_group_instance_id=settings.member_id(),
+        canonical_url=f"http://{settings.member_id()}",
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=min(1.0, settings.session_timeout / 6),
         web_port=settings.web_port,
         web_bind=settings.web_bind,
         monitor=LeanMonitor(),
@@ -98,14 +109,14 @@ def build_app(settings: Settings, clock: Clock | None = None, replication: int =
         env={},
     )
     topics = settings.topics()
-    inputs = app.topic(*topics.inputs, topics.ticks, schema=RawSchema())
+    inputs = app.topic(*topics.merged, topics.ticks, schema=RawSchema())
     table = app.Table("orders", partitions=settings.partitions)
     # Tables take their serializers from key/value types ("json" for bytes) and build their
     # changelog topic with them at once: switch both to raw, so values are our bytes end to end
     # and changelog recovery reads back what was written.
     table.key_serializer = table.value_serializer = "raw"  # type: ignore[attr-defined]
     table.changelog_topic = table._new_changelog_topic()  # type: ignore[attr-defined]
-    runtime = Runtime(settings, policy, table, topics.inputs)
+    runtime = Runtime(settings, policy, table, topics.merged)
     handler = RecordHandler(runtime, topics)
     commit_hook = CommitHook(
         table.changelog_topic.get_topic_name(), runtime.outbox, runtime.positions
@@ -127,6 +138,8 @@ def build_app(settings: Settings, clock: Clock | None = None, replication: int =
                     message.key,
                     message.value,
                     now(),
+                    message.timestamp,
+                    message.headers,
                 )
             except Exception as exc:
                 # A bug, not bad input (that is a dead letter): whatever this record half did
@@ -143,7 +156,7 @@ def build_app(settings: Settings, clock: Clock | None = None, replication: int =
     async def tick() -> None:
         # An exception escaping a timer crashes the worker: log it and try again next tick.
         try:
-            await check_deadlines(app, runtime, clock, topics.ticks, side)
+            await check_deadlines(app, runtime, clock, topics.ticks, side, handler.release)
         except Exception:
             log.exception("deadline check failed; retrying on the next tick")
 

@@ -35,7 +35,7 @@ class PartitionWatermark:
     keep: int = 64
     #: Next offset to read per topic of the partition: processed, or known to hold nothing to
     #: process (the committed start, a gap of transaction markers). The agent also records the
-    #: ticks topic here. Commits never go past these (`CommitHook.clamp`).
+    #: ticks topic here. Commits commit these (`CommitHook.processed`).
     positions: dict[str, int] = field(default_factory=dict)
     safe: datetime | None = None
     _samples: deque[_Sample] = field(default_factory=deque)
@@ -78,6 +78,19 @@ class PartitionWatermark:
     def skip_to(self, topic: str, position: int) -> None:
         """Nothing to process before `position` (the gap held only transaction markers)."""
         self.start_at(topic, position)
+
+    def passed(self, other: str, topic: str, offset: int) -> bool:
+        """Whether every record of `other` appended before the record at `offset` of `topic`
+        has been read: true once `other`'s position reaches its end offset in the first sample
+        taken after that record was appended (one whose end on `topic` is past `offset`).
+
+        A sample whose ends `other` has reached on every topic is dropped (`_advance`), but
+        one that covers an unread record of `topic` cannot have been: its `topic` end is not
+        reached yet. So the first covering sample is still here, if any was taken."""
+        for sample in self._samples:
+            if sample.ends[topic] > offset:
+                return self.positions.get(other, -1) >= sample.ends[other]
+        return False
 
     def safe_until(self) -> datetime | None:
         """The latest instant up to which every record written before it has been read."""

@@ -13,7 +13,7 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
 from streams.live.outbox import Batch, Outbox
-from streams.patches.eos_commit import RecordSender
+from streams.patches.eos_commit import RecordSender, SendRecord
 
 
 class CommitHook:
@@ -23,26 +23,27 @@ class CommitHook:
         self,
         changelog_topic: str,
         outbox_for: Callable[[int], Outbox | None],
-        positions_for: Callable[[int], Mapping[str, int] | None],
+        positions: Callable[[], Mapping[int, Mapping[str, int]]],
     ) -> None:
         self.changelog_topic = changelog_topic
         self.outbox_for = outbox_for
-        #: Next offset to process of each topic of a partition, as far as its agent got.
-        self.positions_for = positions_for
+        #: Of each partition processed here, the next offset to process of each of its topics.
+        self.positions = positions
         #: Batches sent in the open transaction of each transactional id (None: no transactions).
         self._sent: dict[str | None, list[tuple[Outbox, Batch]]] = {}
         #: Set when a send failed or processing broke: nothing may commit any more.
         self.poisoned: BaseException | None = None
 
-    def clamp(self, offsets: Mapping[Any, int]) -> dict[Any, int]:
-        """faust's chosen offsets, never past what the agent processed (dropped if unknown)."""
-        clamped = {}
-        for tp, offset in offsets.items():
-            positions = self.positions_for(tp.partition)
-            position = None if positions is None else positions.get(tp.topic)
-            if position is not None:
-                clamped[tp] = min(offset, position)
-        return clamped
+    def processed(self) -> dict[tuple[str, int], int]:
+        """The offsets to commit: of each (topic, partition) this worker processes, the next
+        offset to process. Not faust's: faust counts a record done once the agent has seen
+        it, but an input record may be held for its turn (`merge.py`) and judged later, and a
+        rebalance can clear a queue the agent never read."""
+        return {
+            (topic, partition): position
+            for partition, positions in self.positions().items()
+            for topic, position in positions.items()
+        }
 
     def take(self, partitions: Iterable[int]) -> list[tuple[Outbox, Batch]]:
         """The pending batch of each partition (synchronous: call right after choosing offsets)."""
@@ -67,11 +68,15 @@ class CommitHook:
                 pending.append(
                     (batch, sender(tid, self.changelog_topic, p, list(batch.states.items())))
                 )
-            by_topic: dict[str, list[tuple[bytes | None, bytes | None]]] = {}
+            targets: dict[tuple[str, int], list[SendRecord]] = {}
             for out in batch.outputs:
-                by_topic.setdefault(out.topic, []).append((out.key, out.value))
-            for topic, records in by_topic.items():
-                pending.append((None, sender(tid, topic, p, records)))
+                if out.partition is None:  # the common case: this partition, stamped now
+                    targets.setdefault((out.topic, p), []).append((out.key, out.value))
+                else:
+                    record = (out.key, out.value, out.timestamp_ms, out.headers)
+                    targets.setdefault((out.topic, out.partition), []).append(record)
+            for (topic, partition), records in targets.items():
+                pending.append((None, sender(tid, topic, partition, records)))
             self._sent.setdefault(tid, []).append((outbox, batch))
         last_offsets = await asyncio.gather(*(send for _, send in pending))
         for (of_batch, _), last in zip(pending, last_offsets, strict=True):

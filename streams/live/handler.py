@@ -1,15 +1,24 @@
 """What the worker does with one input record, without faust (pure: no I/O).
 
-The agent feeds every record of its three inputs here, in order, inside stream iteration:
+The agent feeds every record of its inputs here, in each topic's order, inside stream
+iteration:
 
-    order-events / aftersale-events:  decode, check the key, apply to the order's state
-                                      (firing that order's due deadlines first, as replay does)
-    <app>-ticks:                      nothing of its own: the timer asked for a chance to fire
-    then, for any record:             fire every deadline of the partition that is due on the
-                                      wall clock and safe by catch-up (`catchup.py`)
+    <app>-ticks:        nothing of its own: the timer asked for a chance to fire
+    a record on another partition than murmur2 of its key gives (a producer partitioning
+                        otherwise): rerouted to its order's partition through <app>-reroute,
+                        with its append time and where it came from, and judged there
+    order-events / aftersale-events / <app>-reroute:
+                        held until every record of the partition's other inputs appended
+                        before it has been judged (`merge.py`), then: decode, check the key,
+                        apply to the order's state (firing that order's due deadlines first,
+                        as replay does)
+    then, for any record: fire every deadline of the partition that is due on the wall clock
+                        and safe by catch-up (`catchup.py`)
 
-Everything decided goes into the partition's outbox (`outbox.py`): state changes, actions,
-reminders and dead letters leave only with the partition's next transaction.
+The timer calls `release` after each end-offset sample: held records the sample allows are
+judged then. Everything decided goes into the partition's outbox (`outbox.py`): state changes,
+actions, reminders, rerouted records and dead letters leave only with the partition's next
+transaction.
 """
 
 from __future__ import annotations
@@ -22,11 +31,16 @@ from streams.contract.deadletters import dead_letter, dead_letter_key
 from streams.contract.events import check_key, decode
 from streams.contract.times import EPOCH
 from streams.contract.topics import DEADLETTER, OUTPUTS
-from streams.errors import InputError
-from streams.live.outbox import Outbox
+from streams.errors import InputError, SchemaViolation
+from streams.live.merge import Held
+from streams.live.outbox import Outbox, Output
+from streams.live.partitioning import Partitioner
 from streams.live.runtime import PartitionRuntime, Runtime
 from streams.live.settings import TopicNames
 from streams.rules.effects import Effect, route
+
+#: The header of a rerouted record that says where it was appended first: topic:partition:offset
+ORIGIN_HEADER = "aftersale-origin"
 
 
 class RecordHandler:
@@ -36,6 +50,9 @@ class RecordHandler:
         self.runtime = runtime
         self.topics = topics
         self.keep_orders = runtime.policy.order_retention is not None
+        self.owner = Partitioner(runtime.settings.partitions)
+        #: Records rerouted to their order's partition (they came on another), since start.
+        self.rerouted = 0
         # looked up per record: built once
         self._contract_name = {name: topics.contract_name(name) for name in topics.inputs}
         self._output = {name: topics.output(name) for name in OUTPUTS}
@@ -48,17 +65,36 @@ class RecordHandler:
         key: bytes | None,
         value: bytes | None,
         now: datetime,
+        at: float = 0.0,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
-        """One record of `topic` (this environment's name) at `partition`/`offset`, read at
-        `now` on the wall clock."""
+        """One record of `topic` (this environment's name) at `partition`/`offset`, appended at
+        `at` (its timestamp, seconds), read at `now` on the wall clock."""
         part = self.runtime.part(partition)
-        # Read, for catch-up and for the commit (which cannot run before this record is done,
-        # and never runs once processing has failed).
-        part.watermark.processed(topic, offset)
         if topic == self.topics.ticks:
+            part.watermark.processed(topic, offset)
             part.tick_sent = None
+        elif topic == self.topics.reroute:
+            part.merge.offer(Held(topic, offset, at, key, value or b"", _origin(headers)))
+            self._judge_ready(part, partition, now)
+        elif key is not None and self.owner(key) != partition:
+            self._reroute(part, topic, partition, offset, key, value or b"", at)
         else:
-            self._apply(part, topic, partition, offset, key, value or b"", now)
+            part.merge.offer(Held(topic, offset, at, key, value or b""))
+            self._judge_ready(part, partition, now)
+        self._fire(part, now)
+
+    def release(self, partition: int, now: datetime) -> None:
+        """Judge the held records of `partition` that a new end-offset sample allows.
+
+        (Their outputs commit with their offsets, which the agent has already passed. Due
+        deadlines are not fired here but on the tick the timer sends: an output with no input
+        offset to commit beside it would wait in the outbox for the next input record.)"""
+        part = self.runtime.parts.get(partition)
+        if part is not None:
+            self._judge_ready(part, partition, now)
+
+    def _fire(self, part: PartitionRuntime, now: datetime) -> None:
         # Fire what is due and safe: a tick asks for it, any other record is a free chance to
         # (under load, deadlines fire without waiting for a tick).
         wake = part.engine.next_wakeup()
@@ -67,23 +103,54 @@ class RecordHandler:
             if safe is not None and wake <= safe:
                 self.emit(part.engine.advance(min(now, safe)), part.outbox, now)
 
-    def _apply(
+    def _judge_ready(self, part: PartitionRuntime, partition: int, now: datetime) -> None:
+        watermark = part.watermark
+        for held in part.merge.ready(watermark.passed):
+            # Read, for catch-up and for the commit (which cannot run before this record is
+            # done, and never runs once processing has failed).
+            watermark.processed(held.topic, held.offset)
+            self._apply(part, held, partition, now)
+
+    def _reroute(
         self,
         part: PartitionRuntime,
         topic: str,
         partition: int,
         offset: int,
-        key: bytes | None,
+        key: bytes,
         value: bytes,
-        now: datetime,
+        at: float,
     ) -> None:
+        """A record its producer put on another partition than its order's: send it there, in
+        this partition's transaction, keeping its append time and where it came from."""
+        origin = f"{topic}:{partition}:{offset}".encode()
+        part.outbox.emit_to(
+            Output(
+                self.topics.reroute,
+                key,
+                value,
+                partition=self.owner(key),
+                timestamp_ms=round(at * 1000),
+                headers=((ORIGIN_HEADER, origin),),
+            )
+        )
+        part.watermark.processed(topic, offset)
+        self.rerouted += 1
+
+    def _apply(self, part: PartitionRuntime, held: Held, partition: int, now: datetime) -> None:
         """Decode and apply one input record, or refuse it into a dead letter."""
-        outbox = part.outbox
+        outbox, value, key = part.outbox, held.value, held.key
+        topic, where = held.topic, (held.topic, partition, held.offset)
+        if held.origin is not None:  # rerouted: judged as a record of where it came from
+            topic, where = held.origin[0], held.origin
         try:
-            event = decode(value, topic=self._contract_name[topic])
+            contract_topic = self._contract_name.get(topic)
+            if contract_topic is None:  # on the reroute topic, but not put there by a worker
+                raise SchemaViolation(f"a rerouted record needs a valid {ORIGIN_HEADER} header")
+            event = decode(value, topic=contract_topic)
             check_key(key, event.order_id)
         except InputError as error:
-            self.refuse(error, dead_letter_key(value, key), value, topic, partition, offset, outbox)
+            self.refuse(error, dead_letter_key(value, key), value, where, outbox)
             return
         # Order facts never decide a case on arrival: they fire nothing of their own (an
         # unread after-sale record on the other topic could still be in time).
@@ -97,8 +164,7 @@ class RecordHandler:
         result = part.engine.apply(event, upto, forget_upto)
         self.emit(result.effects, outbox, now)
         if result.error is not None:
-            key = event.order_id.encode()
-            self.refuse(result.error, key, value, topic, partition, offset, outbox)
+            self.refuse(result.error, event.order_id.encode(), value, where, outbox)
 
     def emit(self, effects: list[Effect], outbox: Outbox, fired_at: datetime) -> None:
         """Queue the output records of `effects` (actions stamped `fired_at`)."""
@@ -112,11 +178,20 @@ class RecordHandler:
         error: InputError,
         key: bytes | None,
         value: bytes,
-        topic: str,
-        partition: int,
-        offset: int,
+        where: tuple[str, int, int],
         outbox: Outbox,
     ) -> None:
-        """Queue the dead letter of a record that cannot be applied."""
-        record = dead_letter(error, value, topic, partition, offset)
+        """Queue the dead letter of a record that cannot be applied, read at `where`."""
+        record = dead_letter(error, value, *where)
         outbox.emit(self._output[DEADLETTER], key, orjson.dumps(record))
+
+
+def _origin(headers: list[tuple[str, bytes]] | None) -> tuple[str, int, int] | None:
+    """Where a rerouted record was appended first, from its header (None: no valid one)."""
+    for name, raw in headers or ():
+        if name == ORIGIN_HEADER:
+            text = raw.decode("utf-8", "replace")
+            topic, partition, offset = [*text.rsplit(":", 2), "", ""][:3]
+            if topic and partition.isdigit() and offset.isdigit():
+                return topic, int(partition), int(offset)
+    return None

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Final, NamedTuple, Protocol
 
 from streams.rules.orders import OrderState
 from streams.rules.state_codec import decode_state, encode
@@ -39,13 +39,16 @@ class LocalStore(Protocol):
         """The changelog offset the store is current up to (None: not kept)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Output:
-    """One record for an output topic."""
+class Output(NamedTuple):
+    """One record for an output topic: to the batch's own partition unless `partition` says
+    otherwise (a rerouted input), stamped now unless `timestamp_ms` says otherwise."""
 
     topic: str
     key: bytes | None
     value: bytes
+    partition: int | None = None
+    timestamp_ms: int | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 #: What `Outbox` holds for an order deleted since the last commit (compared by identity).
@@ -136,6 +139,11 @@ class Outbox(MutableMapping[str, OrderState]):
     def emit(self, topic: str, key: bytes | None, value: bytes) -> None:
         """Queue an output record for this partition's next commit."""
         self._outputs.append(Output(topic, key, value))
+
+    def emit_to(self, output: Output) -> None:
+        """Queue a record for another partition (`output.partition`), with its own timestamp
+        and headers, in this partition's next commit."""
+        self._outputs.append(output)
 
     def unsettled(self) -> set[str]:
         """Orders whose newest state, as the engine last saw it, is not in the local store."""

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streams.live.catchup import PartitionWatermark
+from streams.live.merge import InputMerge
 from streams.live.outbox import Outbox
 from streams.live.settings import Settings
 from streams.live.table_store import local_partition
@@ -45,6 +46,8 @@ class PartitionRuntime:
     engine: Engine
     outbox: Outbox
     watermark: PartitionWatermark
+    #: Input records held until their turn in append order (`merge.py`).
+    merge: InputMerge
     tick_sent: float | None = None
     #: Processed positions at the previous timer run (to tell a stalled input from a busy one).
     last_positions: dict[str, int] = field(default_factory=dict)
@@ -67,7 +70,9 @@ class Runtime:
     settings: Settings
     policy: Policy
     table: Any
-    inputs: tuple[str, str]
+    #: The topics a partition judges, in rank order: order-events, aftersale-events, and the
+    #: reroute topic (whose append times do not grow along a partition).
+    inputs: tuple[str, ...]
     parts: dict[int, PartitionRuntime] = field(default_factory=dict)
     #: Partitions whose due index is complete and whose start offsets are known.
     ready: set[int] = field(default_factory=set)
@@ -84,7 +89,8 @@ class Runtime:
             local = local_partition(self.table, partition, self.settings.partitions)
             outbox = Outbox(partition, local)
             engine = Engine(self.policy, store=outbox, wheel=self._unpark(partition, outbox))
-            runtime = PartitionRuntime(engine, outbox, PartitionWatermark(self.inputs))
+            merge = InputMerge(self.inputs, timed=self.inputs[:2])
+            runtime = PartitionRuntime(engine, outbox, PartitionWatermark(self.inputs), merge)
             self.parts[partition] = runtime
         return runtime
 
@@ -92,10 +98,10 @@ class Runtime:
         runtime = self.parts.get(partition)
         return None if runtime is None else runtime.outbox
 
-    def positions(self, partition: int) -> Mapping[str, int] | None:
-        """Next offset to process per topic of `partition` (commits never go past them)."""
-        runtime = self.parts.get(partition)
-        return None if runtime is None else runtime.watermark.positions
+    def positions(self) -> dict[int, Mapping[str, int]]:
+        """Of each partition processed here, the next offset to process per topic: what its
+        commits commit."""
+        return {partition: part.watermark.positions for partition, part in self.parts.items()}
 
     def revoke(self, partitions: set[int]) -> None:
         """Revoked: drop these partitions' engines and outboxes, parking complete indexes."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import socket
 import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -80,6 +81,21 @@ def _text(text: str) -> str:
     return text
 
 
+def _boolean(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _session_seconds(text: str) -> float:
+    value = _seconds(text)
+    if not 6 <= value <= 1800:  # the broker's group.min/max.session.timeout.ms defaults
+        raise ValueError("must be between 6 and 1800 seconds (the broker's bounds)")
+    return value
+
+
 def _optional_path(text: str) -> Path | None:
     return Path(text) if text else None
 
@@ -142,6 +158,24 @@ class Settings:
         _choice("exactly_once", "at_least_once"),
     )
     tick_interval: float = _setting(0.2, "seconds between checks for due deadlines", _seconds)
+    instance_id: str = _setting(
+        "",
+        "this worker's static group membership id (default: the host name, a StatefulSet pod's "
+        "name); unique per worker: restarted with it, a worker gets its partitions back at once",
+        _text,
+    )
+    session_timeout: float = _setting(
+        10.0,
+        "seconds without a heartbeat before a worker counts as dead and its partitions move "
+        "(6 to 1800; a restart within it keeps them)",
+        _session_seconds,
+    )
+    leave_on_shutdown: bool = _setting(
+        True,
+        "on SIGTERM, leave the group so other workers take the partitions at once (false: "
+        "keep them for a restart within the session timeout, as in a rolling restart)",
+        _boolean,
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -195,6 +229,10 @@ class Settings:
             )
         return options
 
+    def member_id(self) -> str:
+        """This worker's static membership id: `instance_id`, else the host name."""
+        return self.instance_id or socket.gethostname()
+
     def topic(self, name: str) -> str:
         """A contract topic's name in this environment."""
         return self.topic_prefix + name
@@ -209,6 +247,7 @@ class Settings:
             notifications=prefix + NOTIFICATIONS,
             deadletter=prefix + DEADLETTER,
             ticks=f"{self.app_id}-ticks",
+            reroute=f"{self.app_id}-reroute",
         )
 
 
@@ -223,11 +262,20 @@ class TopicNames:
     deadletter: str
     #: Internal: tick records, co-partitioned with the inputs.
     ticks: str
+    #: Internal: input records a producer put on another partition than their order's,
+    #: rerouted to it (co-partitioned with the inputs).
+    reroute: str
 
     @property
     def inputs(self) -> tuple[str, str]:
         """The two input topics, order-events first."""
         return self.orders, self.aftersales
+
+    @property
+    def merged(self) -> tuple[str, str, str]:
+        """The topics whose records one partition judges, in append order: both inputs and
+        the reroute topic (ranked so: order-events first at equal append times)."""
+        return self.orders, self.aftersales, self.reroute
 
     def output(self, contract_name: str) -> str:
         """This environment's name of an output topic of the contract."""
@@ -247,6 +295,8 @@ def markdown_table() -> str:
     rows = ["| variable | default | meaning |", "|---|---|---|"]
     for spec in fields(Settings):
         default = spec.default.value if isinstance(spec.default, Secret) else spec.default
+        if isinstance(default, bool):
+            default = str(default).lower()
         shown = "" if default in ("", None) else f"`{default}`"
         rows.append(f"| `{PREFIX}{spec.name.upper()}` | {shown} | {spec.metadata['doc']} |")
     return "\n".join(rows)

@@ -13,13 +13,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import rocksdict
-from aiokafka.partitioner import murmur2
 
-
-def partition_of(key: str, partitions: int) -> int:
-    """The partition Kafka's default partitioner gives a UTF-8 key (murmur2, as the Java client)."""
-    hashed: int = murmur2(key.encode("utf-8"))
-    return (hashed & 0x7FFFFFFF) % partitions
+from streams.live.partitioning import partition_of
 
 
 class RocksPartition:

@@ -10,6 +10,8 @@ Ticks are at-least-once: a duplicate finds nothing due.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from aiokafka.structs import TopicPartition
@@ -28,8 +30,10 @@ async def check_deadlines(
     clock: Clock,
     ticks_name: str,
     side: SideClients,
+    release: Callable[[int, datetime], None],
 ) -> None:
-    """One timer run: sample end offsets, then tick each partition with a due, safe deadline.
+    """One timer run: sample end offsets, judge the held input records they allow
+    (`release`), then tick each partition with a due, safe deadline.
 
     `app` is the faust app (read for `rebalancing`, `tables.actives_ready` and the assignor).
     """
@@ -65,11 +69,14 @@ async def check_deadlines(
         part.watermark.sample(
             sampled_at, {t: ends[TopicPartition(t, partition)] for t in runtime.inputs}
         )
+        release(partition, now)
         wake, safe = part.engine.next_wakeup(), part.watermark.safe_until()
-        if wake is not None and wake <= now and (safe is None or safe < wake):
+        if part.merge or (wake is not None and wake <= now and (safe is None or safe < wake)):
+            # held records or a due deadline wait for an input that may have stopped short
             await _skip_marker_gaps(part, partition, side)
             if runtime.generation != generation:
                 return
+            release(partition, now)
             safe = part.watermark.safe_until()
         if wake is None or safe is None or wake > min(now, safe):
             continue
@@ -88,12 +95,13 @@ async def check_deadlines(
 
 
 async def _skip_marker_gaps(part: PartitionRuntime, partition: int, side: SideClients) -> None:
-    """A deadline waits for catch-up on an input that has not moved since the last check:
-    if the gap to its end offset holds no record (only transaction markers), it is read."""
+    """Held records or a deadline wait for catch-up on an input that has not moved since the
+    last check: if the gap to its end offset holds no record (only transaction markers), it is
+    read."""
     behind = part.watermark.behind()
     previous, part.last_positions = part.last_positions, dict(part.watermark.positions)
     for topic, (position, end) in behind.items():
-        if previous.get(topic) != position:
-            continue  # still moving: the agent is reading its way there
+        if previous.get(topic) != position or part.merge.holds(topic):
+            continue  # still moving, or records of it are held: not a gap of markers
         if not await side.has_records(TopicPartition(topic, partition), position, end):
             part.watermark.skip_to(topic, end)

@@ -1,9 +1,11 @@
 """Replacements of faust-streaming and aiokafka internals that the worker depends on.
 
-    recovery     table recovery under exactly_once asks the broker for changelog high-waters
+    recovery     table recovery under exactly_once asks the broker for changelog high-waters,
+                 and ends within a second of the changelog running dry
     handoff      the fetcher hands records to the stream eagerly, and lets a full queue ebb
     fetch_stall  no fetch of idle partitions alone while busy ones hold untaken records
     eos_commit   each partition's outbox rides in the transaction of its offsets
+    static_leave a static group member leaves its group when it stops cleanly
 
 `install()` installs them all, once, and refuses to (a `DependencyError` naming the package)
 on a faust-streaming or aiokafka version they were not written for. `upstream.py` lists every
@@ -16,7 +18,7 @@ from __future__ import annotations
 from importlib import metadata
 
 from streams.errors import DependencyError
-from streams.patches import eos_commit, fetch_stall, handoff, recovery
+from streams.patches import eos_commit, fetch_stall, handoff, recovery, static_leave
 
 
 def check_versions() -> None:
@@ -43,3 +45,4 @@ def install() -> None:
     handoff.install()
     fetch_stall.install()
     eos_commit.install()
+    static_leave.install()

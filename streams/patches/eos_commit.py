@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import weakref
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any, Final, Protocol
 
 from aiokafka.errors import (
@@ -29,6 +29,7 @@ from aiokafka.errors import (
     RecordTooLargeError,
     UnsupportedForMessageFormatError,
 )
+from aiokafka.structs import TopicPartition as TP  # what faust hands over, and aiokafka checks
 from faust.exceptions import ProducerSendError
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -69,10 +70,10 @@ class RecordRefused(ProducerSendError):
         cls,
         topic: str,
         partition: int,
-        records: list[tuple[bytes | None, bytes | None]],
+        records: Sequence[SendRecord],
         error: BaseException,
     ) -> RecordRefused:
-        sizes = [(len(key or b"") + len(value or b""), key) for key, value in records]
+        sizes = [(len(record[0] or b"") + len(record[1] or b""), record[0]) for record in records]
         size, key = max(sizes, key=lambda pair: pair[0]) if sizes else (0, None)
         return cls(
             f"{topic}[{partition}] refused a batch of {len(records)} record(s), the largest "
@@ -85,7 +86,7 @@ class CommitHookT(Protocol):
 
     poisoned: BaseException | None
 
-    def clamp(self, offsets: Mapping[Any, int]) -> dict[Any, int]: ...
+    def processed(self) -> Mapping[tuple[str, int], int]: ...
 
     def take(self, partitions: Iterable[int]) -> list[Any]: ...
 
@@ -98,11 +99,14 @@ class CommitHookT(Protocol):
     def aborted(self, tid: str | None) -> None: ...
 
 
+#: One record to send: (key, value), stamped now; or (key, value, timestamp in ms, headers).
+SendRecord = (
+    tuple[bytes | None, bytes | None]
+    | tuple[bytes | None, bytes | None, int | None, Sequence[tuple[str, bytes]]]
+)
 #: Sends records to one partition of a topic under a transactional id (None: no transaction)
 #: and returns the offset of the last one.
-RecordSender = Callable[
-    [str | None, str, int, list[tuple[bytes | None, bytes | None]]], Coroutine[Any, Any, int]
-]
+RecordSender = Callable[[str | None, str, int, Sequence[SendRecord]], Coroutine[Any, Any, int]]
 
 
 def route_commits(app: Any, hook: CommitHookT) -> None:
@@ -126,6 +130,10 @@ def _tids(consumer: Any, offsets: Mapping[Any, int]) -> dict[int, str | None]:
     return tids
 
 
+#: A record stamped now, without headers (aiokafka's batch builder takes a list; never changed)
+_PLAIN: Final[tuple[None, list[tuple[str, bytes]]]] = (None, [])
+
+
 def _batch_sender(producer: Any) -> RecordSender:
     """Send with aiokafka record batches: one per topic-partition, not one call per record."""
 
@@ -133,7 +141,7 @@ def _batch_sender(producer: Any) -> RecordSender:
         tid: str | None,
         topic: str,
         partition: int,
-        records: list[tuple[bytes | None, bytes | None]],
+        records: Sequence[SendRecord],
     ) -> int:
         if tid is None:
             client = producer._ensure_producer()
@@ -146,13 +154,16 @@ def _batch_sender(producer: Any) -> RecordSender:
         builder, first = client.create_batch(), 0
         refused = records  # the records of the batch being sent or awaited
         try:
-            for n, (key, value) in enumerate(records):
-                if builder.append(key=key, value=value, timestamp=None) is None:
+            for n, record in enumerate(records):
+                key, value = record[0], record[1]
+                # (key, value, timestamp in ms, headers): a rerouted input keeps its own
+                stamp, headers = (record[2], list(record[3])) if len(record) == 4 else _PLAIN
+                if builder.append(key=key, value=value, timestamp=stamp, headers=headers) is None:
                     refused = records[first:n]
                     fut = await client.send_batch(builder, topic, partition=partition)
                     sent.append((fut, builder, refused))
                     builder, first = client.create_batch(), n
-                    builder.append(key=key, value=value, timestamp=None)
+                    builder.append(key=key, value=value, timestamp=stamp, headers=headers)
             refused = records[first:]
             fut = await client.send_batch(builder, topic, partition=partition)
             sent.append((fut, builder, refused))
@@ -170,15 +181,18 @@ def _batch_sender(producer: Any) -> RecordSender:
 async def _commit_tps(self: Any, tps: Iterable[Any], start_new_transaction: bool) -> bool:
     # faust's Consumer._commit_tps, with the outbox taken and sent before the offsets commit.
     hook = _HOOKS.get(self.app)
+    # (also faust's bookkeeping: it drops the acked offsets it has counted)
     commit_offsets = self._filter_committable_offsets(tps)
     if hook is not None:
         if hook.poisoned is not None:
             return False  # the worker is crashing: nothing half-done may commit
-        commit_offsets = {
-            tp: offset
-            for tp, offset in hook.clamp(commit_offsets).items()
-            if self._should_commit(tp, offset)
-        }
+        # What the app has processed, on every partition it has: a record the agent saw long
+        # ago may have been processed only now (faust would not offer its partition again).
+        processed = (
+            (TP(topic, partition), offset)
+            for (topic, partition), offset in hook.processed().items()
+        )
+        commit_offsets = {tp: offset for tp, offset in processed if self._should_commit(tp, offset)}
     if not commit_offsets:
         return False
     tids = _tids(self, commit_offsets) if hook is not None else {}

@@ -26,6 +26,7 @@ SUPPORTED: Final = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}
 FINGERPRINTS: Final[dict[str, str]] = {
     # streams.patches.recovery
     "faust.transport.drivers.aiokafka:AIOKafkaConsumerThread._highwaters": "6a6d54f09c7082aa",
+    "faust.tables.recovery:Recovery._slurp_changelogs": "29b72c0edeeaa127",
     # streams.patches.handoff
     "faust.transport.consumer:Consumer._drain_messages": "6b6a22fa66e689d5",
     "faust.transport.producer:ProducerBuffer.size": "d8e11abd545e7f0b",
@@ -37,6 +38,9 @@ FINGERPRINTS: Final[dict[str, str]] = {
     "faust.transport.drivers.aiokafka:Producer.commit_transactions": "4978739e5439b932",
     "faust.transport.drivers.aiokafka:Producer.abort_transaction": "8eb4635d5b0f7f91",
     "faust.transport.drivers.aiokafka:Producer.stop_transaction": "b72a93630aca5b6d",
+    # streams.patches.static_leave
+    "aiokafka.consumer.group_coordinator:GroupCoordinator.close": "0c1ffc213c7739dd",
+    "aiokafka.consumer.group_coordinator:GroupCoordinator._maybe_leave_group": "7ae174a066d78176",
     # streams.live.app: RawSchema and LeanMonitor override these
     "faust.serializers.schemas:Schema.compile": "85e185110f1e5c9f",
     "faust.sensors.monitor:Monitor.on_message_in": "ac5df8be931ef56f",

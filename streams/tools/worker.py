@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import gc
 import logging
+import signal
 
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -32,6 +34,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def internal_topics(settings: Settings, replication: int) -> list[TopicSpec]:
+    """The worker's own topics besides the state changelog (which faust creates): ticks, and
+    the input records it reroutes to their order's partition (kept as long as the inputs, and
+    stamped with their original append time)."""
+    names = settings.topics()
+    partitions = settings.partitions
+    return [
+        TopicSpec(
+            names.ticks,
+            "internal",
+            partitions,
+            replication,
+            {"cleanup.policy": "delete", "retention.ms": "3600000"},
+        ),
+        TopicSpec(
+            names.reroute,
+            "internal",
+            partitions,
+            replication,
+            {
+                "cleanup.policy": "delete",
+                "retention.ms": "604800000",
+                "message.timestamp.type": "CreateTime",
+            },
+        ),
+    ]
+
+
 async def prepare_topics(settings: Settings) -> int:
     """Refuse to start on missing or mismatched contract topics; create the ticks topic.
 
@@ -52,14 +82,7 @@ async def prepare_topics(settings: Settings) -> int:
                 "create` (with the same partitions), or raise max.message.bytes as named"
             )
         replication = await replication_factor(admin, settings.topic(AFTERSALE_EVENTS))
-        ticks = TopicSpec(
-            settings.topics().ticks,
-            "internal",
-            settings.partitions,
-            replication,
-            {"cleanup.policy": "delete", "retention.ms": "3600000"},
-        )
-        await create_topics(admin, [ticks])
+        await create_topics(admin, internal_topics(settings, replication))
     finally:
         await admin.close()
     return replication
@@ -67,6 +90,8 @@ async def prepare_topics(settings: Settings) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Start the worker; returns when it stops."""
+    # `kill -USR1 <pid>` prints every thread's stack to stderr (a stuck worker, diagnosed live)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     settings = Settings.from_env()
     replication = run_against_kafka(settings, prepare_topics(settings))
     logging.getLogger("aiokafka").setLevel(logging.WARNING)

@@ -56,7 +56,7 @@ async def test_a_committed_batch_settles_and_an_aborted_one_does_not(topic: str)
     await producer.start()
     local = DictLocalStore()
     outbox = Outbox(1, local)
-    hook = CommitHook(changelog, {1: outbox}.get, lambda partition: None)
+    hook = CommitHook(changelog, {1: outbox}.get, dict)
     sender = _batch_sender(_FaustProducer(tid, producer))
     engine = Engine(Policy(), store=outbox)
     try:

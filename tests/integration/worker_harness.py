@@ -89,6 +89,8 @@ class WorkerProcess:
             AFTERSALE_DATA_DIR=str(self.folder / "data"),
             AFTERSALE_WEB_PORT=str(free_port()),
             AFTERSALE_TICK_INTERVAL="0.1",
+            # static membership: each worker of a test its own id (one host runs them all)
+            AFTERSALE_INSTANCE_ID=f"{self.app_id}-{self.folder.name}",
         )
         env.update(self.extra_env)
         with self.log.open("wb") as out:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from aiokafka.structs import TopicPartition
+from collections.abc import Sequence
 
 from streams.live.commit_hook import CommitHook
 from streams.live.outbox import Outbox
+from streams.patches.eos_commit import SendRecord
 from streams.rules.orders import OrderState
 from streams.rules.state_codec import encode
 from tests.unit.factories import DictLocalStore
@@ -25,16 +26,16 @@ class _Sender:
         tid: str | None,
         topic: str,
         partition: int,
-        records: list[tuple[bytes | None, bytes | None]],
+        records: Sequence[SendRecord],
     ) -> int:
-        for key, value in records:
-            self.sent.append((topic, key, value, partition, tid))
+        for record in records:
+            self.sent.append((topic, record[0], record[1], partition, tid))
         self.offsets[topic] = self.offsets.get(topic, 99) + len(records)
         return self.offsets[topic]
 
 
-def _no_positions(partition: int) -> None:
-    return None
+def _no_positions() -> dict[int, dict[str, int]]:
+    return {}
 
 
 def _outboxes() -> tuple[dict[int, Outbox], dict[int, DictLocalStore]]:
@@ -92,12 +93,13 @@ async def test_a_batch_whose_offsets_were_not_committed_settles_with_the_next_co
     assert locals_[0].offsets == [100, 101]
 
 
-async def test_offsets_never_go_past_what_the_agent_processed() -> None:
-    """faust can ack a record its agent never saw (a hand-off landing after a revoke's
-    clear); the commit is clamped to the agent's positions, and unknown partitions wait."""
+async def test_the_offsets_committed_are_what_the_agent_processed() -> None:
+    """faust can ack a record its agent never processed (a hand-off landing after a revoke's
+    clear, or a record held for its turn in append order), and never offers a partition again
+    once it has counted its acks: what commits is each partition's processed positions."""
     outboxes, _ = _outboxes()
-    positions = {0: {"in": 42}, 1: {"in": 8}}  # next offset to process
-    hook = CommitHook("cl", outboxes.get, positions.get)
-    tp0, tp1, tp2 = (TopicPartition("in", p) for p in range(3))
-    tick1 = TopicPartition("ticks", 1)
-    assert hook.clamp({tp0: 50, tp1: 8, tp2: 3, tick1: 5}) == {tp0: 42, tp1: 8}
+    positions = {0: {"in": 42, "ticks": 3}, 1: {"in": 8}}  # next offset to process
+    hook = CommitHook("cl", outboxes.get, lambda: positions)
+    assert hook.processed() == {("in", 0): 42, ("ticks", 0): 3, ("in", 1): 8}
+    positions[1]["in"] = 9  # a held record judged later
+    assert hook.processed()[("in", 1)] == 9

@@ -3,7 +3,7 @@ side clients."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -16,7 +16,7 @@ from streams.rules.clock import FakeClock
 from streams.rules.policy import Policy
 from tests.unit.factories import T0, FaustTable, event
 
-INPUTS = ("o", "a")
+INPUTS = ("o", "a", "r")
 REVIEW = Policy().deadlines["merchant_review"]
 
 
@@ -54,8 +54,14 @@ async def test_a_tick_handled_before_its_send_returns_does_not_hold_back_the_nex
     clock = FakeClock(T0 + REVIEW + timedelta(seconds=1))  # the review deadline is due
     side = _AgentOnTheOtherSide(runtime)
     app = _app()
-    await check_deadlines(app, runtime, clock, "ticks", side)  # type: ignore[arg-type]
+    released: list[int] = []
+
+    def release(partition: int, now: datetime) -> None:
+        released.append(partition)
+
+    await check_deadlines(app, runtime, clock, "ticks", side, release)  # type: ignore[arg-type]
     assert side.ticks == [0]
+    assert released == [0]  # held input records may go after each sample
     assert runtime.parts[0].tick_sent is None  # handled: the next check may tick again
-    await check_deadlines(app, runtime, clock, "ticks", side)  # type: ignore[arg-type]
+    await check_deadlines(app, runtime, clock, "ticks", side, release)  # type: ignore[arg-type]
     assert side.ticks == [0, 0]

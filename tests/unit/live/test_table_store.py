@@ -1,21 +1,12 @@
-"""The committed local state of one table partition (RocksDB and memory), and partitioning."""
+"""The committed local state of one table partition (RocksDB and memory)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from aiokafka.partitioner import DefaultPartitioner
-from hypothesis import given
-from hypothesis import strategies as st
-
-from streams.live.table_store import MemoryPartition, RocksPartition, local_partition, partition_of
+from streams.live.partitioning import partition_of
+from streams.live.table_store import MemoryPartition, RocksPartition, local_partition
 from tests.unit.factories import FaustRocksStore, FaustTable
-
-
-@given(st.text(min_size=1, max_size=40), st.integers(1, 64))
-def test_partition_of_matches_kafkas_default_partitioner(key: str, partitions: int) -> None:
-    expected = DefaultPartitioner()(key.encode(), list(range(partitions)), list(range(partitions)))
-    assert partition_of(key, partitions) == expected
 
 
 def test_rocks_partition_writes_items_and_the_changelog_offset_together(tmp_path: Path) -> None:

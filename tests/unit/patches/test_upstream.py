@@ -3,19 +3,21 @@ for, and a fingerprint of every upstream method they replace, wrap or override."
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Iterator
 from importlib import import_module, metadata
+from typing import Any
 
 import pytest
 
 from streams import patches
 from streams.errors import DependencyError
 from streams.live.app import LeanMonitor, RawSchema
-from streams.patches import eos_commit, fetch_stall, handoff, recovery
+from streams.patches import eos_commit, fetch_stall, handoff, recovery, static_leave
 from streams.patches.upstream import FINGERPRINTS, SUPPORTED, fingerprint, source_of
 
-PATCH_MODULES = (recovery, handoff, fetch_stall, eos_commit)
+PATCH_MODULES = (recovery, handoff, fetch_stall, eos_commit, static_leave)
 
 
 def overridden() -> Iterator[str]:
@@ -38,7 +40,8 @@ def test_the_upstream_method_is_the_one_the_patch_was_written_for(target: str) -
 def test_every_replaced_or_overridden_method_is_fingerprinted() -> None:
     replaced = [target for module in PATCH_MODULES for target in module.REPLACES]
     assert len(replaced) == len(set(replaced))
-    assert set(FINGERPRINTS) == set(replaced) | set(overridden())
+    altered = set(recovery.ALTERS)
+    assert set(FINGERPRINTS) == set(replaced) | altered | set(overridden())
 
 
 def test_install_puts_every_replacement_in_place() -> None:
@@ -53,6 +56,20 @@ def test_install_puts_every_replacement_in_place() -> None:
             )
             function = installed.fget if isinstance(installed, property) else installed
             assert function.__module__ == module.__name__, target
+
+
+async def test_recovery_waits_for_changelog_records_at_most_its_idle_time() -> None:
+    patches.install()
+    from faust.tables import recovery as faust_recovery
+
+    shim: Any = vars(faust_recovery)["asyncio"]  # what the recovery loop calls asyncio
+    never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(TimeoutError):
+        await shim.wait_for(never, timeout=5.0)
+    waited = asyncio.get_running_loop().time() - started
+    assert recovery.IDLE_S <= waited < 5.0
+    assert shim.TimeoutError is asyncio.TimeoutError  # the rest is asyncio
 
 
 def test_the_fingerprint_reads_the_upstream_file_not_the_installed_patch() -> None:
