@@ -6,19 +6,15 @@ Pure: no I/O, no clock. Times come from events (`occurred_at`) or from the deadl
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Literal
 
 import msgspec
 
 from streams.contract.events import Event
 from streams.contract.times import LATEST_DUE, Instant, format_time
 from streams.errors import InvalidTransition, SchemaViolation
-from streams.rules.effects import Action, ActionType, CaseOutcome, Reminder
+from streams.rules.effects import Action, ActionType, CaseOutcome, Phase, Reminder
 from streams.rules.policy import Policy, Rule
 
-Phase = Literal[
-    "review", "awaiting_return", "awaiting_receipt", "awaiting_refund", "escalated", "closed"
-]
 OPEN_PHASES: tuple[Phase, ...] = (
     "review",
     "awaiting_return",

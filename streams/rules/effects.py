@@ -18,6 +18,10 @@ from streams.rules.policy import Rule
 ActionType = Literal["auto_approve", "auto_close", "auto_refund"]
 Audience = Literal["merchant", "buyer"]
 CaseOutcome = Literal["rejected", "refunded", "withdrawn", "auto_closed"]
+RefundCause = Literal["merchant", "auto", "platform"]
+Phase = Literal[
+    "review", "awaiting_return", "awaiting_receipt", "awaiting_refund", "escalated", "closed"
+]
 
 AUDIENCE: dict[Rule, Audience] = {
     "merchant_review": "merchant",
@@ -94,26 +98,40 @@ class Reminder(NamedTuple):
         }
 
 
-class CaseOpened(NamedTuple):
-    """A case was opened (for metrics and the read side)."""
+class CaseChanged(NamedTuple):
+    """A case opened, moved, paused, resumed or closed: what it is now, and what it was (for
+    metrics and the read side; nothing is written to the contract's topics for it)."""
 
     case_id: str
     order_id: str
     merchant_id: str
     kind: str
-    at: datetime
-
-
-class CaseClosed(NamedTuple):
-    """A case closed; `first_refund` is true when it is the order's first refunded case."""
-
-    case_id: str
-    order_id: str
-    merchant_id: str
-    outcome: CaseOutcome
+    reason: str
     amount: int
+    currency: str
+    #: What changed it: an event type (`aftersale.approved`) or an auto-action (`auto_approve`).
+    what: str
+    #: Business time of the change (the event's `occurred_at`, or the deadline instant).
     at: datetime
+    #: The phase before (None: the case was just opened) and its running deadline's rule.
+    before: Phase | None
+    before_rule: Rule | None
+    phase: Phase
+    #: The running deadline after the change (None: none runs, or it is paused).
+    rule: Rule | None
+    due_at: datetime | None
+    #: Time left on a paused deadline (while escalated).
+    remaining: timedelta | None
+    outcome: CaseOutcome | None
+    #: Who decided a refund: `merchant` (the refund was paid after the merchant's own steps),
+    #: `auto` (an auto_refund), `platform` (a `resolved: refund`); None for other outcomes.
+    cause: RefundCause | None
+    #: True when this closes the order's first refunded case (the refund rate counts orders).
     first_refund: bool
+
+    @property
+    def closed(self) -> bool:
+        return self.outcome is not None
 
 
 class OrderPaid(NamedTuple):
@@ -121,6 +139,9 @@ class OrderPaid(NamedTuple):
 
     order_id: str
     merchant_id: str
+    #: The payment's business time.
+    at: datetime
+    amount: int
 
 
 class OrderForgotten(NamedTuple):
@@ -134,7 +155,7 @@ class OrderForgotten(NamedTuple):
     at: datetime
 
 
-Effect = Action | Reminder | CaseOpened | CaseClosed | OrderPaid | OrderForgotten
+Effect = Action | Reminder | CaseChanged | OrderPaid | OrderForgotten
 
 
 def route(effects: list[Effect], fired_at: datetime | None) -> list[tuple[str, dict[str, Any]]]:

@@ -16,14 +16,15 @@ from streams.contract.times import Instant
 from streams.errors import CaseAlreadyOpen, InvalidTransition, NotEligible, UnknownCase
 from streams.rules.cases import Case
 from streams.rules.effects import (
-    CaseClosed,
-    CaseOpened,
+    CaseChanged,
     CaseOutcome,
     Effect,
     OrderForgotten,
     OrderPaid,
+    Phase,
+    RefundCause,
 )
-from streams.rules.policy import Policy
+from streams.rules.policy import Policy, Rule
 
 
 class OrderState(msgspec.Struct, array_like=True, tag=2, forbid_unknown_fields=True, gc=False):
@@ -77,9 +78,11 @@ class OrderState(msgspec.Struct, array_like=True, tag=2, forbid_unknown_fields=T
         when, offset = item
         if offset is not None:
             return [case.remind(offset, when)]
-        effects: list[Effect] = [case.expire(policy)]
+        before, before_rule = case.phase, case.rule
+        action = case.expire(policy)
+        effects: list[Effect] = [action]
         self.seen(when)
-        self._after_change(case, when, effects)
+        self._after_change(case, action.type, when, before, before_rule, effects)
         return effects
 
     def _expiry(self, policy: Policy) -> datetime | None:
@@ -104,7 +107,11 @@ class OrderState(msgspec.Struct, array_like=True, tag=2, forbid_unknown_fields=T
                     self.delivered_at = at
             elif kind == "order.paid" and not self.paid:
                 self.paid = True
-                return [OrderPaid(self.order_id, event.body["merchant_id"])]
+                body = event.body
+                paid = OrderPaid(
+                    self.order_id, body["merchant_id"], event.occurred_at, body["amount"]
+                )
+                return [paid]
             return []
         case_id = event.case_id
         case = self.open
@@ -115,9 +122,10 @@ class OrderState(msgspec.Struct, array_like=True, tag=2, forbid_unknown_fields=T
             if outcome is None:
                 raise UnknownCase(f"case {case_id} was never opened on order {self.order_id}")
             raise InvalidTransition(f"{kind} is not allowed: case {case_id} is closed ({outcome})")
+        before, before_rule = case.phase, case.rule if case.due_at is not None else None
         case.apply(event, policy)
         effects: list[Effect] = []
-        self._after_change(case, event.occurred_at, effects)
+        self._after_change(case, kind, event.occurred_at, before, before_rule, effects)
         return effects
 
     def _open(self, event: Event, case_id: str, policy: Policy) -> list[Effect]:
@@ -149,24 +157,53 @@ class OrderState(msgspec.Struct, array_like=True, tag=2, forbid_unknown_fields=T
         )
         case.start("merchant_review", at, policy)
         self.open = case
-        return [CaseOpened(case_id, self.order_id, case.merchant_id, case.kind, at)]
+        effects: list[Effect] = []
+        self._after_change(case, event.type, at, None, None, effects)
+        return effects
 
-    def _after_change(self, case: Case, at: datetime, effects: list[Effect]) -> None:
+    def _after_change(
+        self,
+        case: Case,
+        what: str,
+        at: datetime,
+        before: Phase | None,
+        before_rule: Rule | None,
+        effects: list[Effect],
+    ) -> None:
+        """Say how `case` changed (and close it on the order when it closed)."""
         outcome = case.outcome
-        if outcome is None:
-            return
-        first_refund = outcome == "refunded" and not self.refunded
-        self.refunded = self.refunded or first_refund
-        self.closed[case.case_id] = outcome
-        self.open = None
+        cause: RefundCause | None = None
+        first_refund = False
+        if outcome is not None:
+            if outcome == "refunded":
+                cause = _CAUSES.get(what, "merchant")
+                first_refund = not self.refunded
+                self.refunded = True
+            self.closed[case.case_id] = outcome
+            self.open = None
         effects.append(
-            CaseClosed(
+            CaseChanged(
                 case.case_id,
                 self.order_id,
                 case.merchant_id,
-                outcome,
+                case.kind,
+                case.reason,
                 case.amount,
+                case.currency,
+                what,
                 at,
+                before,
+                before_rule,
+                case.phase,
+                case.rule if case.due_at is not None else None,
+                case.due_at,
+                case.remaining,
+                outcome,
+                cause,
                 first_refund,
             )
         )
+
+
+#: Who decided a refund, by what closed the case (else: the merchant's own refund).
+_CAUSES: dict[str, RefundCause] = {"auto_refund": "auto", "aftersale.resolved": "platform"}

@@ -54,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     replay.add_argument("--quiet", action="store_true", help="no progress and no summary")
     replay.add_argument("--json", action="store_true", help="print the summary as JSON")
+    replay.add_argument(
+        "--status",
+        action="store_true",
+        help="also write status.jsonl: the read side's feed of order and case changes",
+    )
 
     from streams.tools.simulate import add_arguments as add_simulate_arguments
 
@@ -129,7 +134,7 @@ def _replay(args: argparse.Namespace) -> int:
         raise ConfigError(f"input file not found: {args.events}")
     policy = load_policy(args.policy)
     progress = None if args.quiet else ProgressLine()
-    summary = replay(args.events, args.out, policy, until, progress)
+    summary = replay(args.events, args.out, policy, until, progress, status=args.status)
     if args.json:
         print(orjson.dumps(summary.as_dict(), option=orjson.OPT_INDENT_2).decode())
     elif not args.quiet:

@@ -26,12 +26,14 @@ from streams.errors import ConfigError, InputError
 from streams.rules.effects import Effect, route
 from streams.rules.engine import Engine
 from streams.rules.policy import Policy
+from streams.rules.status import status_records
 from streams.tools.gc_tuning import GC_THRESHOLDS
 from streams.tools.summary import Summary
 
 ACTIONS_FILE = "actions.jsonl"
 NOTIFICATIONS_FILE = "notifications.jsonl"
 DEADLETTER_FILE = "deadletter.jsonl"
+STATUS_FILE = "status.jsonl"
 
 
 _LINE: Final = orjson.OPT_APPEND_NEWLINE
@@ -44,12 +46,17 @@ class _Outputs:
     actions: BinaryIO
     notifications: BinaryIO
     deadletter: BinaryIO
+    #: The read side's feed (`streams/rules/status.py`), when asked for.
+    status: BinaryIO | None = None
 
     def write(self, effects: list[Effect]) -> None:
         dumps = orjson.dumps
         for topic, record in route(effects, None):  # in replay an action fires at its deadline
             out = self.actions if topic == ACTIONS else self.notifications
             out.write(dumps(record, option=_LINE))
+        if self.status is not None:
+            for record in status_records(effects, None):
+                self.status.write(dumps(record, option=_LINE))
 
 
 def replay(
@@ -58,8 +65,10 @@ def replay(
     policy: Policy,
     until: datetime | None = None,
     progress: Callable[[int, int], None] | None = None,
+    status: bool = False,
 ) -> Summary:
-    """Replay `events` into `out_dir`; `progress(bytes_read, total_bytes)` reports progress."""
+    """Replay `events` into `out_dir`; `progress(bytes_read, total_bytes)` reports progress;
+    with `status`, also the read side's feed (`status.jsonl`)."""
     try:
         total = events.stat().st_size
         source = events.open("rb")
@@ -81,6 +90,9 @@ def replay(
                 for name in (ACTIONS_FILE, NOTIFICATIONS_FILE, DEADLETTER_FILE)
             )
         )
+        if status:
+            path = out_dir / STATUS_FILE
+            outputs.status = stack.enter_context(path.open("wb", buffering=_BUFFER))
         # Bound once: this loop runs per record.
         advance, apply, count, write = (
             engine.advance,

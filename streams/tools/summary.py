@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.rules.effects import Action, CaseClosed, Effect, OrderForgotten, OrderPaid, Reminder
+from streams.rules.effects import Action, CaseChanged, Effect, OrderForgotten, OrderPaid, Reminder
 
 
 @dataclass(slots=True)
@@ -32,7 +32,7 @@ class Summary:
                 self.reminders += 1
             elif isinstance(effect, OrderPaid):
                 self.paid_orders += 1
-            elif isinstance(effect, CaseClosed) and effect.first_refund:
+            elif isinstance(effect, CaseChanged) and effect.first_refund:
                 self.refunded_orders += 1
             elif isinstance(effect, OrderForgotten):
                 self.forgotten_orders += 1

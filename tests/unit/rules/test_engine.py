@@ -9,7 +9,7 @@ import pytest
 
 from streams.contract.events import Event
 from streams.contract.times import format_time
-from streams.rules.effects import Action, CaseClosed, Effect, Reminder
+from streams.rules.effects import Action, CaseChanged, Effect, Reminder
 from streams.rules.engine import Engine, Result
 from streams.rules.policy import Policy
 from tests.unit.factories import T0, event
@@ -316,8 +316,13 @@ def test_merchant_review_auto_refunds_refund_only_and_closes() -> None:
     assert (action.type, action.amount, action.currency) == ("auto_refund", 1234, "USD")
     assert action.record(action.deadline_at)["action_id"] == "c-42:merchant_review"
     assert run.outcome() == "refunded"
-    closed = [e for e in run.effects if isinstance(e, CaseClosed)]
-    assert [(c.outcome, c.first_refund) for c in closed] == [("refunded", True)]
+    changes = [e for e in run.effects if isinstance(e, CaseChanged)]
+    assert [(c.what, c.before, c.phase) for c in changes] == [
+        ("aftersale.requested", None, "review"),
+        ("auto_refund", "review", "closed"),
+    ]
+    closed = changes[-1]
+    assert (closed.outcome, closed.cause, closed.first_refund) == ("refunded", "auto", True)
 
 
 def test_buyer_return_auto_closes() -> None:
@@ -371,7 +376,7 @@ def test_the_deadline_fires_before_the_record_only_up_to_fire_upto() -> None:
     early = engine.advance(T0 + REVIEW - timedelta(microseconds=1))
     assert [type(e).__name__ for e in early] == ["Reminder", "Reminder"]
     fired = engine.advance(T0 + REVIEW)
-    assert [type(e).__name__ for e in fired] == ["Action"]
+    assert [type(e).__name__ for e in fired] == ["Action", "CaseChanged"]
 
 
 def test_each_action_fires_once_and_the_wheel_is_empty_after() -> None:

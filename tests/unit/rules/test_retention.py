@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from streams.contract.times import EPOCH
 from streams.live.outbox import Outbox
-from streams.rules.effects import Action, CaseClosed, CaseOpened, Effect, OrderForgotten, Reminder
+from streams.rules.effects import Action, CaseChanged, Effect, OrderForgotten, Reminder
 from streams.rules.engine import Engine
 from streams.rules.policy import Policy
 from tests.unit.factories import T0, DictLocalStore, event
@@ -69,7 +69,7 @@ def test_an_open_case_keeps_its_order_and_its_deadline_restarts_the_count() -> N
     # The case's deadline (48 h) fires auto_refund and closes it; retention counts from there.
     effects = eng.advance(T0 + 100 * D)
     decided = T0 + D + 48 * H
-    assert [type(e) for e in effects] == [Reminder, Reminder, Action, CaseClosed, OrderForgotten]
+    assert [type(e) for e in effects] == [Reminder, Reminder, Action, CaseChanged, OrderForgotten]
     assert forgotten(effects) == [OrderForgotten("o-7", decided, decided + KEEP)]
     assert "o-7" not in eng.store
 
@@ -98,7 +98,7 @@ def test_a_record_after_the_retention_finds_a_new_order() -> None:
     # opens case c-42 on a new order.
     result = eng.apply(event("aftersale.requested", later), later)
     assert result.verdict == "applied"
-    assert [type(e) for e in result.effects] == [OrderForgotten, CaseOpened]
+    assert [type(e) for e in result.effects] == [OrderForgotten, CaseChanged]
     state = eng.store["o-7"]
     assert state.open is not None
     assert state.closed == {}
@@ -151,7 +151,7 @@ def test_forget_upto_bounds_forgetting_in_apply_apart_from_firing() -> None:
     eng.apply(event("aftersale.requested", T0, kind="refund_only"), T0)
     # the case's deadline (48 h) fires by the record's time; forgetting is held back
     result = eng.apply(event("aftersale.requested", late, case_id="c-43"), late, EPOCH)
-    assert [type(e) for e in result.effects][-3:] == [Action, CaseClosed, CaseOpened]
+    assert [type(e) for e in result.effects][-3:] == [Action, CaseChanged, CaseChanged]
     state = eng.store["o-7"]
     assert state.closed == {"c-42": "refunded"}  # remembered: not forgotten
 
@@ -180,9 +180,9 @@ def test_forgetting_is_never_early_and_never_of_an_open_case(
     run = drive(scenario, policy=replace(scenario.policy, order_retention=keep))
     open_cases: set[str] = set()
     for clock, effect in run.timeline():
-        if isinstance(effect, CaseOpened):
+        if isinstance(effect, CaseChanged) and effect.before is None:
             open_cases.add(effect.order_id)
-        elif isinstance(effect, CaseClosed):
+        elif isinstance(effect, CaseChanged) and effect.closed:
             open_cases.discard(effect.order_id)
         elif isinstance(effect, OrderForgotten):
             assert clock is not None
