@@ -32,10 +32,13 @@ from typing import Any
 
 import faust
 from faust.sensors.monitor import Monitor
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from streams import patches
 from streams.live.commit_hook import CommitHook
 from streams.live.handler import RecordHandler
+from streams.live.metrics import Liveness, RuntimeCollector, WorkerMetrics
+from streams.live.outbox import Batch
 from streams.live.record_limits import PRODUCER_BATCH_BYTES, PRODUCER_REQUEST_BYTES
 from streams.live.runtime import Runtime
 from streams.live.settings import Settings
@@ -68,9 +71,15 @@ FAUST_TUNING: dict[str, Any] = {
 }
 
 
-def build_app(settings: Settings, clock: Clock | None = None, replication: int = 1) -> faust.App:
+def build_app(
+    settings: Settings,
+    clock: Clock | None = None,
+    replication: int = 1,
+    registry: CollectorRegistry | None = None,
+) -> faust.App:
     """The faust app for these settings; `clock` defaults to the wall clock; `replication` is
-    the replication factor of the state changelog topic when faust creates it."""
+    the replication factor of the state changelog topic when faust creates it; `registry`
+    receives the metrics (default: a new one, served at /metrics)."""
     patches.install()
     static_leave.leave_on_close(settings.leave_on_shutdown)
     clock = clock or SystemClock()
@@ -117,10 +126,31 @@ def build_app(settings: Settings, clock: Clock | None = None, replication: int =
     table.key_serializer = table.value_serializer = "raw"  # type: ignore[attr-defined]
     table.changelog_topic = table._new_changelog_topic()  # type: ignore[attr-defined]
     runtime = Runtime(settings, policy, table, topics.merged)
-    handler = RecordHandler(runtime, topics)
+    handler = RecordHandler(runtime, topics, feed_status=settings.status_feed)
+    registry = CollectorRegistry() if registry is None else registry
+    metrics = WorkerMetrics(registry)
+    liveness = Liveness(runtime)
+
+    def committed(batch: Batch) -> None:
+        runtime.committed(batch)
+        metrics.committed(batch.tally)
+
     commit_hook = CommitHook(
-        table.changelog_topic.get_topic_name(), runtime.outbox, runtime.positions
+        table.changelog_topic.get_topic_name(), runtime.outbox, runtime.positions, committed
     )
+
+    def assigned() -> set[int]:
+        return {
+            tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topics.aftersales
+        }
+
+    def ready() -> bool:
+        """Every assigned partition recovered and its due index built."""
+        if app.rebalancing or not app.tables.actives_ready:
+            return False
+        return assigned() <= runtime.ready
+
+    registry.register(RuntimeCollector(runtime, clock.now, ready, assigned))
     eos_commit.route_commits(app, commit_hook)
     side = SideClients(options, settings.app_id)
 
@@ -159,6 +189,30 @@ def build_app(settings: Settings, clock: Clock | None = None, replication: int =
             await check_deadlines(app, runtime, clock, topics.ticks, side, handler.release)
         except Exception:
             log.exception("deadline check failed; retrying on the next tick")
+        else:
+            liveness.timer_ran()
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        # (aiohttp wants the charset apart from the content type)
+        content_type, _, charset = CONTENT_TYPE_LATEST.partition("; charset=")
+        response = web.bytes(generate_latest(registry), content_type=content_type)
+        response.charset = charset
+        return response
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        problems = liveness.problems()
+        return web.json(
+            {"alive": not problems, "problems": problems}, status=503 if problems else 200
+        )
+
+    @app.page("/readyz")
+    async def readyz(web: Any, request: Any) -> Any:
+        ok = ready()
+        waiting = sorted(assigned() - runtime.ready)
+        body = {"ready": ok, "partitions": sorted(assigned()), "not_ready": waiting}
+        return web.json(body, status=200 if ok else 503)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def revoke(app: faust.App, revoked: Any, **kwargs: Any) -> None:

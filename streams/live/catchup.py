@@ -38,6 +38,8 @@ class PartitionWatermark:
     #: ticks topic here. Commits commit these (`CommitHook.processed`).
     positions: dict[str, int] = field(default_factory=dict)
     safe: datetime | None = None
+    #: The end offsets of the newest sample.
+    latest: dict[str, int] = field(default_factory=dict)
     _samples: deque[_Sample] = field(default_factory=deque)
 
     def processed(self, topic: str, offset: int) -> None:
@@ -54,7 +56,8 @@ class PartitionWatermark:
         """End offsets observed by a request sent at `at` (or later)."""
         if set(ends) != set(self.topics):
             raise ValueError(f"a sample needs end offsets of {self.topics}, got {sorted(ends)}")
-        self._samples.append(_Sample(at, dict(ends)))
+        self.latest = dict(ends)
+        self._samples.append(_Sample(at, self.latest))
         while len(self._samples) > self.keep:
             self._samples.popleft()
         self._advance()
@@ -73,6 +76,15 @@ class PartitionWatermark:
             t: (self.positions[t], end)
             for t, end in newest.items()
             if t in self.positions and self.positions[t] < end
+        }
+
+    def lag(self) -> dict[str, int]:
+        """Records between each topic's position and its end offset in the newest sample."""
+        if not self._samples:
+            return {}
+        positions = self.positions
+        return {
+            t: end - positions[t] for t, end in self._samples[-1].ends.items() if t in positions
         }
 
     def skip_to(self, topic: str, position: int) -> None:

@@ -24,11 +24,14 @@ class CommitHook:
         changelog_topic: str,
         outbox_for: Callable[[int], Outbox | None],
         positions: Callable[[], Mapping[int, Mapping[str, int]]],
+        on_committed: Callable[[Batch], None] | None = None,
     ) -> None:
         self.changelog_topic = changelog_topic
         self.outbox_for = outbox_for
         #: Of each partition processed here, the next offset to process of each of its topics.
         self.positions = positions
+        #: Told of each batch once it is in the local store (the metrics count it then).
+        self.on_committed = on_committed
         #: Batches sent in the open transaction of each transactional id (None: no transactions).
         self._sent: dict[str | None, list[tuple[Outbox, Batch]]] = {}
         #: Set when a send failed or processing broke: nothing may commit any more.
@@ -87,6 +90,8 @@ class CommitHook:
         """The transaction `tid` committed: settle what was sent in it."""
         for outbox, batch in self._sent.pop(tid, []):
             outbox.settle(batch)
+            if self.on_committed is not None:
+                self.on_committed(batch)
 
     def aborted(self, tid: str | None) -> None:
         """The transaction `tid` was aborted or its producer stopped: what it carried never

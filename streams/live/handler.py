@@ -38,6 +38,7 @@ from streams.live.partitioning import Partitioner
 from streams.live.runtime import PartitionRuntime, Runtime
 from streams.live.settings import TopicNames
 from streams.rules.effects import Effect, route
+from streams.rules.status import status_records
 
 #: The header of a rerouted record that says where it was appended first: topic:partition:offset
 ORIGIN_HEADER = "aftersale-origin"
@@ -46,13 +47,13 @@ ORIGIN_HEADER = "aftersale-origin"
 class RecordHandler:
     """Applies the worker's input records to the partitions' engines and outboxes."""
 
-    def __init__(self, runtime: Runtime, topics: TopicNames) -> None:
+    def __init__(self, runtime: Runtime, topics: TopicNames, feed_status: bool = True) -> None:
         self.runtime = runtime
         self.topics = topics
         self.keep_orders = runtime.policy.order_retention is not None
         self.owner = Partitioner(runtime.settings.partitions)
-        #: Records rerouted to their order's partition (they came on another), since start.
-        self.rerouted = 0
+        #: Write the read side's feed (`streams/rules/status.py`) to `topics.status`.
+        self.feed_status = feed_status
         # looked up per record: built once
         self._contract_name = {name: topics.contract_name(name) for name in topics.inputs}
         self._output = {name: topics.output(name) for name in OUTPUTS}
@@ -135,7 +136,7 @@ class RecordHandler:
             )
         )
         part.watermark.processed(topic, offset)
-        self.rerouted += 1
+        part.outbox.tally.rerouted()
 
     def _apply(self, part: PartitionRuntime, held: Held, partition: int, now: datetime) -> None:
         """Decode and apply one input record, or refuse it into a dead letter."""
@@ -165,13 +166,22 @@ class RecordHandler:
         self.emit(result.effects, outbox, now)
         if result.error is not None:
             self.refuse(result.error, event.order_id.encode(), value, where, outbox)
+        elif result.verdict == "duplicate":
+            outbox.tally.duplicate()
 
     def emit(self, effects: list[Effect], outbox: Outbox, fired_at: datetime) -> None:
-        """Queue the output records of `effects` (actions stamped `fired_at`)."""
-        output = self._output
+        """Queue the output records of `effects` (actions stamped `fired_at`), the read side's
+        feed, and their counts."""
+        if not effects:
+            return
+        output, dumps = self._output, orjson.dumps
         for contract_topic, record in route(effects, fired_at):
-            key = record["order_id"].encode()
-            outbox.emit(output[contract_topic], key, orjson.dumps(record))
+            outbox.emit(output[contract_topic], record["order_id"].encode(), dumps(record))
+        if self.feed_status:
+            status = self.topics.status
+            for record in status_records(effects, fired_at):
+                outbox.emit(status, record["order_id"].encode(), dumps(record))
+        outbox.tally.effects(effects, fired_at)
 
     def refuse(
         self,
@@ -184,6 +194,7 @@ class RecordHandler:
         """Queue the dead letter of a record that cannot be applied, read at `where`."""
         record = dead_letter(error, value, *where)
         outbox.emit(self._output[DEADLETTER], key, orjson.dumps(record))
+        outbox.tally.dead_letter(error.code)
 
 
 def _origin(headers: list[tuple[str, bytes]] | None) -> tuple[str, int, int] | None:

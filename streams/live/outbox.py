@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple, Protocol
 
+from streams.live.tally import Tally
 from streams.rules.orders import OrderState
 from streams.rules.state_codec import decode_state, encode
 
@@ -63,11 +64,13 @@ class Batch:
     #: key -> encoded state, or None for a deleted order (a tombstone in the changelog)
     states: dict[bytes, bytes | None]
     outputs: list[Output]
+    #: What the batch counts for the metrics, once it has committed.
+    tally: Tally = field(default_factory=Tally)
     #: Offset of the last changelog record of this batch, set once it was sent.
     changelog_offset: int | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.states or self.outputs)
+        return bool(self.states or self.outputs or self.tally)
 
 
 @dataclass(slots=True)
@@ -81,6 +84,8 @@ class Outbox(MutableMapping[str, OrderState]):
     _written: dict[str, OrderState] = field(default_factory=dict)
     _committing: dict[str, OrderState] = field(default_factory=dict)
     _outputs: list[Output] = field(default_factory=list)
+    #: What the work since the last take counts for the metrics (`tally.py`).
+    tally: Tally = field(default_factory=Tally)
     #: Orders of aborted batches: the engine's due index may still hold their aborted state.
     _aborted: set[str] = field(default_factory=set)
     _in_flight: int = 0
@@ -152,7 +157,7 @@ class Outbox(MutableMapping[str, OrderState]):
     @property
     def pending(self) -> bool:
         """Whether anything waits to be taken."""
-        return bool(self._written or self._outputs)
+        return bool(self._written or self._outputs or self.tally)
 
     def take(self, encoder: Callable[[OrderState], bytes] = encode) -> Batch:
         """Everything written and emitted since the last take, encoded now."""
@@ -160,9 +165,9 @@ class Outbox(MutableMapping[str, OrderState]):
             key.encode("utf-8"): None if state is DELETED else encoder(state)
             for key, state in self._written.items()
         }
-        batch = Batch(self.partition, states, self._outputs)
+        batch = Batch(self.partition, states, self._outputs, self.tally)
         self._committing.update(self._written)
-        self._written, self._outputs = {}, []
+        self._written, self._outputs, self.tally = {}, [], Tally()
         self._in_flight += 1
         return batch
 

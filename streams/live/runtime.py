@@ -23,17 +23,19 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from streams.live.catchup import PartitionWatermark
 from streams.live.merge import InputMerge
-from streams.live.outbox import Outbox
+from streams.live.outbox import Batch, Outbox
 from streams.live.settings import Settings
 from streams.live.table_store import local_partition
+from streams.rules.effects import Phase
 from streams.rules.engine import Engine
-from streams.rules.policy import Policy
+from streams.rules.policy import Policy, Rule
 from streams.rules.timers import TimerWheel
 
 log = logging.getLogger("aftersale.worker")
@@ -48,6 +50,9 @@ class PartitionRuntime:
     watermark: PartitionWatermark
     #: Input records held until their turn in append order (`merge.py`).
     merge: InputMerge
+    #: Committed open cases by phase, and running deadlines by rule (the metrics' gauges).
+    phases: Counter[Phase] = field(default_factory=Counter)
+    rules: Counter[Rule] = field(default_factory=Counter)
     tick_sent: float | None = None
     #: Processed positions at the previous timer run (to tell a stalled input from a busy one).
     last_positions: dict[str, int] = field(default_factory=dict)
@@ -61,6 +66,9 @@ class Parked:
     #: Orders whose newest state was not yet in the local store: their entries may be wrong.
     unsettled: frozenset[str]
     changelog_offset: int
+    #: The committed gauges' counts (what the local store holds).
+    phases: Counter[Phase]
+    rules: Counter[Rule]
 
 
 @dataclass(slots=True)
@@ -88,15 +96,41 @@ class Runtime:
         if runtime is None:
             local = local_partition(self.table, partition, self.settings.partitions)
             outbox = Outbox(partition, local)
-            engine = Engine(self.policy, store=outbox, wheel=self._unpark(partition, outbox))
+            parked = self._unpark(partition, outbox)
+            wheel = None if parked is None else parked.wheel
+            engine = Engine(self.policy, store=outbox, wheel=wheel)
             merge = InputMerge(self.inputs, timed=self.inputs[:2])
             runtime = PartitionRuntime(engine, outbox, PartitionWatermark(self.inputs), merge)
+            if parked is not None:
+                runtime.phases, runtime.rules = parked.phases, parked.rules
             self.parts[partition] = runtime
         return runtime
 
     def outbox(self, partition: int) -> Outbox | None:
         runtime = self.parts.get(partition)
         return None if runtime is None else runtime.outbox
+
+    def committed(self, batch: Batch) -> None:
+        """A partition's batch committed: its gauges' counts move (its counters are the
+        metrics' business)."""
+        part = self.parts.get(batch.partition)
+        if part is not None:
+            part.phases.update(batch.tally.phases)
+            part.rules.update(batch.tally.rules)
+
+    def open_cases(self) -> Counter[Phase]:
+        """Committed open cases by phase over the partitions owned."""
+        total: Counter[Phase] = Counter()
+        for part in list(self.parts.values()):
+            total.update(part.phases)
+        return total
+
+    def running_deadlines(self) -> Counter[Rule]:
+        """Committed running deadlines by rule over the partitions owned."""
+        total: Counter[Rule] = Counter()
+        for part in list(self.parts.values()):
+            total.update(part.rules)
+        return total
 
     def positions(self) -> dict[int, Mapping[str, int]]:
         """Of each partition processed here, the next offset to process per topic: what its
@@ -112,8 +146,9 @@ class Runtime:
                 continue
             offset = part.outbox.local.changelog_offset()
             if offset is not None:
+                unsettled = frozenset(part.outbox.unsettled())
                 self.parked[partition] = Parked(
-                    part.engine.wheel, frozenset(part.outbox.unsettled()), offset
+                    part.engine.wheel, unsettled, offset, part.phases, part.rules
                 )
         self.ready -= partitions
         self.reused -= partitions
@@ -133,8 +168,8 @@ class Runtime:
         self.ready &= partitions
         self.reused &= partitions
 
-    def _unpark(self, partition: int, outbox: Outbox) -> TimerWheel | None:
-        """The parked wheel of `partition` if the local store has not moved since, with the
+    def _unpark(self, partition: int, outbox: Outbox) -> Parked | None:
+        """The parked index of `partition` if the local store has not moved since, with the
         orders that were unsettled re-indexed from their committed state; else None."""
         parked = self.parked.pop(partition, None)
         if parked is None or outbox.local.changelog_offset() != parked.changelog_offset:
@@ -144,7 +179,7 @@ class Runtime:
             state = outbox.get(order_id)
             wheel.schedule(order_id, None if state is None else state.next_due(self.policy))
         self.reused.add(partition)
-        return wheel
+        return parked
 
     def reassign(self, active: set[int]) -> set[int]:
         """Drop revoked partitions; index the due times of newly assigned ones from the table.
@@ -164,7 +199,7 @@ class Runtime:
                     len(part.engine.wheel),
                 )
                 continue
-            orders, due = rebuild_due_index(part.engine, part.outbox, self.policy)
+            orders, due = rebuild_due_index(part, self.policy)
             log.info(
                 "partition %d: %d orders, %d with a due time, indexed in %.1f s",
                 partition,
@@ -176,13 +211,22 @@ class Runtime:
         return new
 
 
-def rebuild_due_index(engine: Engine, outbox: Outbox, policy: Policy) -> tuple[int, int]:
-    """Schedule every order of the partition at its next due time; (orders, scheduled)."""
+def rebuild_due_index(part: PartitionRuntime, policy: Policy) -> tuple[int, int]:
+    """Schedule every order of the partition at its next due time, and count its open cases
+    by phase and running deadlines by rule; (orders, scheduled)."""
     orders = 0
-    schedule = engine.wheel.schedule
-    for order_id, state in outbox.states():
+    schedule = part.engine.wheel.schedule
+    phases: Counter[Phase] = Counter()
+    rules: Counter[Rule] = Counter()
+    for order_id, state in part.outbox.states():
         orders += 1
         due = state.next_due(policy)
         if due is not None:
             schedule(order_id, due)
-    return orders, len(engine.wheel)
+        case = state.open
+        if case is not None:
+            phases[case.phase] += 1
+            if case.rule is not None and case.due_at is not None:
+                rules[case.rule] += 1
+    part.phases, part.rules = phases, rules
+    return orders, len(part.engine.wheel)

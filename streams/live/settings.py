@@ -170,6 +170,12 @@ class Settings:
         "(6 to 1800; a restart within it keeps them)",
         _session_seconds,
     )
+    status_feed: bool = _setting(
+        True,
+        "write the read side's feed of order and case changes to <app id>-status, for "
+        "`aftersale project` (false: no read side)",
+        _boolean,
+    )
     leave_on_shutdown: bool = _setting(
         True,
         "on SIGTERM, leave the group so other workers take the partitions at once (false: "
@@ -248,6 +254,7 @@ class Settings:
             deadletter=prefix + DEADLETTER,
             ticks=f"{self.app_id}-ticks",
             reroute=f"{self.app_id}-reroute",
+            status=f"{self.app_id}-status",
         )
 
 
@@ -265,6 +272,8 @@ class TopicNames:
     #: Internal: input records a producer put on another partition than their order's,
     #: rerouted to it (co-partitioned with the inputs).
     reroute: str
+    #: Internal: the read side's feed of order and case changes (`streams/rules/status.py`).
+    status: str
 
     @property
     def inputs(self) -> tuple[str, str]:

@@ -35,9 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def internal_topics(settings: Settings, replication: int) -> list[TopicSpec]:
-    """The worker's own topics besides the state changelog (which faust creates): ticks, and
-    the input records it reroutes to their order's partition (kept as long as the inputs, and
-    stamped with their original append time)."""
+    """The worker's own topics besides the state changelog (which faust creates): ticks, the
+    input records it reroutes to their order's partition (kept as long as the inputs, and
+    stamped with their original append time), and the read side's feed."""
     names = settings.topics()
     partitions = settings.partitions
     return [
@@ -58,6 +58,14 @@ def internal_topics(settings: Settings, replication: int) -> list[TopicSpec]:
                 "retention.ms": "604800000",
                 "message.timestamp.type": "CreateTime",
             },
+        ),
+        # the read side's feed: changes, not snapshots, so not compacted; kept a week
+        TopicSpec(
+            names.status,
+            "internal",
+            partitions,
+            replication,
+            {"cleanup.policy": "delete", "retention.ms": "604800000"},
         ),
     ]
 

@@ -12,6 +12,7 @@ from streams.live.outbox import Output
 from streams.live.partitioning import Partitioner
 from streams.live.runtime import PartitionRuntime, Runtime
 from streams.live.settings import Settings
+from streams.live.tally import Tally
 from streams.rules.policy import Policy
 from tests.unit.factories import T0, FaustTable, body
 
@@ -37,6 +38,8 @@ class Feed:
         self.runtime = Runtime(settings, policy, FaustTable(memory), TOPICS.merged)
         self.handler = RecordHandler(self.runtime, TOPICS)
         self.ends: dict[str, int] = dict.fromkeys(TOPICS.merged, 0)
+        self.feed: list[dict[str, Any]] = []
+        self.tallies: list[Tally] = []
         self.clock = 0.0
         for topic in TOPICS.merged:  # reading starts at offset 0 (as committed)
             self.part.watermark.start_at(topic, 0)
@@ -79,7 +82,12 @@ class Feed:
         self.handler.release(0, now)
 
     def outputs(self) -> list[Output]:
-        return self.part.outbox.take().outputs
+        """The records for the contract's topics (and the reroute topic) since the last call;
+        the read side's feed is kept in `self.feed`."""
+        batch = self.part.outbox.take()
+        self.feed.extend(orjson.loads(o.value) for o in batch.outputs if o.topic == TOPICS.status)
+        self.tallies.append(batch.tally)
+        return [o for o in batch.outputs if o.topic != TOPICS.status]
 
 
 def values(outputs: list[Output], topic: str) -> list[dict[str, Any]]:
@@ -188,7 +196,7 @@ def test_a_record_on_another_partition_than_its_orders_is_rerouted_there() -> No
         headers=((ORIGIN_HEADER, f"{AFTERSALES}:0:{offset}".encode()),),
     )
     assert feed.part.watermark.positions[AFTERSALES] == 1  # read here; judged there
-    assert feed.handler.rerouted == 1
+    assert feed.tallies[-1].counts == {("rerouted", ()): 1}
     assert feed.part.outbox.get(AWAY) is None
 
 
@@ -292,3 +300,48 @@ def test_an_order_past_its_retention_is_forgotten_only_up_to_catch_up() -> None:
     forgotten.event("order.shipped", later, later)
     forgotten.sample(later, later)
     assert len(forgotten.part.outbox[HOME].event_ids) == 1  # forgotten first: a new order
+
+
+def test_the_read_sides_feed_and_the_counts_travel_with_the_batch() -> None:
+    feed = Feed()
+    feed.event("order.paid", T0, T0)
+    feed.event("aftersale.requested", T0, T0)
+    feed.record(AFTERSALES, b"{", T0)
+    feed.sample(T0, T0)
+    feed.event("aftersale.requested", T0, T0)  # a retry of nothing: a new event id, refused
+    feed.sample(T0, T0)
+    feed.outputs()
+    assert [(r["type"], r.get("what")) for r in feed.feed] == [
+        ("order_paid", None),
+        ("case", "aftersale.requested"),
+    ]
+    (tally,) = feed.tallies
+    assert tally.counts == {
+        ("orders_paid", ()): 1,
+        ("cases_opened", ("return_refund", "quality")): 1,
+        ("deadletters", ("malformed_json",)): 1,
+        ("deadletters", ("case_already_open",)): 1,
+    }
+    assert (tally.phases, tally.rules) == ({"review": 1}, {"merchant_review": 1})
+    due = T0 + REVIEW
+    feed.sample(due, due + H)
+    feed.record(TICKS, b"", due + H, key=None)
+    feed.outputs()
+    tally = feed.tallies[-1]
+    assert tally.counts == {("auto_actions", ("merchant_review", "auto_approve")): 1}
+    assert tally.lateness == [3600.0]  # fired an hour after its deadline
+    assert (tally.phases, tally.rules) == (
+        {"review": -1, "awaiting_return": 1},
+        {"merchant_review": -1, "buyer_return": 1},
+    )
+    assert feed.feed[-1]["fired_at"] == "2026-11-03T11:00:00Z"
+
+
+def test_no_read_side_feed_when_it_is_off() -> None:
+    feed = Feed()
+    feed.handler.feed_status = False
+    feed.event("aftersale.requested", T0, T0)
+    feed.sample(T0, T0)
+    feed.outputs()
+    assert feed.feed == []
+    assert feed.tallies[0].counts == {("cases_opened", ("return_refund", "quality")): 1}
