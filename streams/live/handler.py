@@ -76,12 +76,12 @@ class RecordHandler:
             part.watermark.processed(topic, offset)
             part.tick_sent = None
         elif topic == self.topics.reroute:
-            part.merge.offer(Held(topic, offset, at, key, value or b"", _origin(headers)))
+            part.merge.offer(Held(topic, offset, at, key, value or b"", _origin(headers), now))
             self._judge_ready(part, partition, now)
         elif key is not None and self.owner(key) != partition:
             self._reroute(part, topic, partition, offset, key, value or b"", at)
         else:
-            part.merge.offer(Held(topic, offset, at, key, value or b""))
+            part.merge.offer(Held(topic, offset, at, key, value or b"", None, now))
             self._judge_ready(part, partition, now)
         self._fire(part, now)
 
@@ -105,11 +105,13 @@ class RecordHandler:
                 self.emit(part.engine.advance(min(now, safe)), part.outbox, now)
 
     def _judge_ready(self, part: PartitionRuntime, partition: int, now: datetime) -> None:
-        watermark = part.watermark
+        watermark, waits = part.watermark, part.outbox.tally.waits
         for held in part.merge.ready(watermark.passed):
             # Read, for catch-up and for the commit (which cannot run before this record is
             # done, and never runs once processing has failed).
             watermark.processed(held.topic, held.offset)
+            if held.read_at is not None:
+                waits.append((now - held.read_at).total_seconds())
             self._apply(part, held, partition, now)
 
     def _reroute(

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from typing import NamedTuple
 
 
@@ -45,6 +46,8 @@ class Held(NamedTuple):
     value: bytes
     #: Where a rerouted record was appended first: (topic, partition, offset); else None.
     origin: tuple[str, int, int] | None = None
+    #: When the worker read it (the wall clock): its wait for its turn is the cost of the rule.
+    read_at: datetime | None = None
 
 
 #: passed(other_topic, topic, offset): whether every record of `other_topic` appended before

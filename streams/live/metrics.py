@@ -28,6 +28,8 @@ from streams.rules.policy import RULES
 
 #: Seconds, around the firing target (p99 <= 1 s).
 LATENESS_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300)
+#: Seconds, around the timer's interval (0.2 s): a record waits for a sample at most that long.
+WAIT_BUCKETS: Final = (0.001, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5, 30)
 KINDS: Final = ("refund_only", "return_refund")
 REASONS: Final = (
     "quality",
@@ -107,6 +109,13 @@ class WorkerMetrics:
             buckets=LATENESS_BUCKETS,
             registry=registry,
         )
+        self.waits = Histogram(
+            "aftersale_input_wait_seconds",
+            "How long each input record waited, once read, for its turn in append order "
+            "across the partition's input topics (the input-order rule's cost).",
+            buckets=WAIT_BUCKETS,
+            registry=registry,
+        )
         self._by_name: dict[str, Counter] = {
             "orders_paid": self.orders_paid,
             "cases_opened": self.cases_opened,
@@ -141,9 +150,10 @@ class WorkerMetrics:
         for (name, labels), amount in tally.counts.items():
             counter = self._by_name[name]
             (counter.labels(*labels) if labels else counter).inc(amount)
-        observe = self.lateness.observe
         for seconds in tally.lateness:
-            observe(seconds)
+            self.lateness.observe(seconds)
+        for seconds in tally.waits:
+            self.waits.observe(seconds)
 
 
 class RuntimeCollector(Collector):

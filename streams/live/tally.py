@@ -27,12 +27,14 @@ class Tally:
     counts: Counter[Key] = field(default_factory=Counter)
     #: fired_at - deadline_at of each auto-action, seconds.
     lateness: list[float] = field(default_factory=list)
+    #: How long each input record waited for its turn in append order (`merge.py`), seconds.
+    waits: list[float] = field(default_factory=list)
     #: Change in the number of open cases by phase, and of running deadlines by rule.
     phases: Counter[Phase] = field(default_factory=Counter)
     rules: Counter[Rule] = field(default_factory=Counter)
 
     def __bool__(self) -> bool:
-        return bool(self.counts or self.lateness or self.phases or self.rules)
+        return bool(self.counts or self.lateness or self.waits or self.phases or self.rules)
 
     def effects(self, effects: list[Effect], fired_at: datetime) -> None:
         """Count what the engine did; auto-actions fired at `fired_at`."""
@@ -78,5 +80,6 @@ class Tally:
         """Add `other`'s counts to these."""
         self.counts.update(other.counts)
         self.lateness.extend(other.lateness)
+        self.waits.extend(other.waits)
         self.phases.update(other.phases)
         self.rules.update(other.rules)

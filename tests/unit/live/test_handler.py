@@ -345,3 +345,11 @@ def test_no_read_side_feed_when_it_is_off() -> None:
     feed.outputs()
     assert feed.feed == []
     assert feed.tallies[0].counts == {("cases_opened", ("return_refund", "quality")): 1}
+
+
+def test_the_wait_of_each_held_record_is_counted() -> None:
+    feed = Feed()
+    feed.event("aftersale.requested", T0, T0)  # read at T0
+    feed.sample(T0, T0 + timedelta(seconds=0.2))  # released by the next sample
+    feed.outputs()
+    assert feed.tallies[-1].waits == [0.2]
