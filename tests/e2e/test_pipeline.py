@@ -10,14 +10,23 @@ import asyncio
 import os
 import subprocess
 import sys
+from collections.abc import Hashable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import orjson
 
 from streams.contract.times import format_time, parse_time
 from streams.rules.policy import load_policy
 from streams.tools.replay import replay
 from tests.integration.endpoints import BOOTSTRAP
-from tests.integration.worker_harness import PARTITIONS, WorkerProcess, read_outputs
+from tests.integration.worker_harness import (
+    PARTITIONS,
+    Outputs,
+    WorkerProcess,
+    not_yet_in,
+    outputs_once_there,
+)
 
 SCALE = "28800"  # 1 s of wall time = 8 h of business time: merchant_review 6 s
 ORDERS = "40"
@@ -32,6 +41,14 @@ def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         check=True,
         timeout=600,
     )
+
+
+def answers(live: Outputs) -> dict[str, list[str]]:
+    return {
+        "actions": [a["action_id"] for a in live["aftersale-actions"]],
+        "reminders": [n["notification_id"] for n in live["aftersale-notifications"]],
+        "dead letters": [d["error"] for d in live["aftersale-deadletter"]],
+    }
 
 
 async def test_live_stream_gives_replays_answers(tmp_path: Path, unique: str) -> None:
@@ -61,17 +78,31 @@ async def test_live_stream_gives_replays_answers(tmp_path: Path, unique: str) ->
             if b'"occurred_at":"' in line and b"yesterday" not in line
         )
         horizon = last + timedelta(seconds=40)  # beyond every deadline the story can start
-        await asyncio.sleep(max(0.0, (horizon - datetime.now(UTC)).total_seconds()))
-        live = await read_outputs(prefix)
+        summary = replay(tmp_path / "in.jsonl", tmp_path / "replay", load_policy(policy), horizon)
+
+        def expected(name: str, key: str) -> list[str]:
+            lines = (tmp_path / "replay" / name).read_bytes().splitlines()
+            return sorted(orjson.loads(line)[key] for line in lines)
+
+        wanted = {
+            "actions": expected("actions.jsonl", "action_id"),
+            "reminders": expected("notifications.jsonl", "notification_id"),
+            "dead letters": expected("deadletter.jsonl", "error"),
+        }
+
+        def missing(live: Outputs) -> dict[str, list[Hashable]]:
+            return not_yet_in(wanted, answers(live))
+
+        # replay's answers up to the horizon, read once all there (and settled)
+        live = await outputs_once_there(
+            prefix,
+            missing,
+            "replay's actions, reminders and dead letters",
+            workers=[worker],
+            within=(horizon - datetime.now(UTC)).total_seconds() + 60,
+        )
     finally:
         worker.stop()
-    summary = replay(tmp_path / "in.jsonl", tmp_path / "replay", load_policy(policy), horizon)
-
-    def expected(name: str, key: str) -> list[str]:
-        import orjson
-
-        lines = (tmp_path / "replay" / name).read_bytes().splitlines()
-        return sorted(orjson.loads(line)[key] for line in lines)
 
     assert sorted(a["action_id"] for a in live["aftersale-actions"]) == expected(
         "actions.jsonl", "action_id"

@@ -31,6 +31,7 @@ from tests.integration.worker_harness import (
     Feeder,
     WorkerProcess,
     read_outputs,
+    split_between_two,
 )
 
 
@@ -89,7 +90,7 @@ async def test_a_crashed_workers_partitions_move_to_the_survivor_after_the_sessi
     second.start()
     await first.wait_ready()
     await second.wait_ready()
-    await asyncio.sleep(2)  # both hold partitions (the group settles)
+    await split_between_two(env, [first, second])  # both hold partitions
     async with Feeder(env.prefix) as feed:
         for n in range(12):
             await feed.request(f"{env.prefix}o-{n}", f"c-{n}", kind="refund_only")

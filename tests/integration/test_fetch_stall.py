@@ -48,7 +48,7 @@ async def longest_wait(busy: str, idle: str, seconds: float = 4.0) -> float:
     async def feed() -> None:
         while True:
             await producer.send_and_wait(busy, b"x")
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.005)  # scenario: a steady stream into the busy partition
 
     feeder = asyncio.create_task(feed())
     longest = 0.0
@@ -56,7 +56,7 @@ async def longest_wait(busy: str, idle: str, seconds: float = 4.0) -> float:
         assert await consumer.getmany(timeout_ms=10_000), "no first records"
         end = time.monotonic() + seconds
         while time.monotonic() < end:
-            await asyncio.sleep(BUSY_S)
+            await asyncio.sleep(BUSY_S)  # scenario: the agent is busy with what it took
             asked = time.monotonic()
             assert await consumer.getmany(timeout_ms=5_000), "no records for 5 s"
             longest = max(longest, time.monotonic() - asked)

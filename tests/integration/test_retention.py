@@ -4,6 +4,7 @@ state changelog, gone from the local store, and stays gone across a restart."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable
 
@@ -11,9 +12,22 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from tests.integration.endpoints import BOOTSTRAP
-from tests.integration.worker_harness import FAST_POLICY, Env, Feeder, WorkerProcess, read_outputs
+from tests.integration.worker_harness import (
+    FAST_POLICY,
+    PARTITIONS,
+    Env,
+    Feeder,
+    Outputs,
+    TopicReader,
+    WorkerProcess,
+    read_outputs,
+    wait_for,
+    wait_for_outputs,
+)
 
 RETENTION = 6  # seconds, after the case's 3 s merchant_review decides it
+#: What the worker logs once it has indexed a partition's due times from its table.
+INDEXED = re.compile(rb"partition (\d+): (\d+) orders, \d+ with a due time, indexed")
 
 
 async def changelog(app_id: str, settle: float = 3.0) -> dict[bytes, list[bytes | None]]:
@@ -41,6 +55,32 @@ async def changelog(app_id: str, settle: float = 3.0) -> dict[bytes, list[bytes 
     return values
 
 
+async def wait_forgotten(app_id: str, order: str, worker: WorkerProcess, within: float) -> None:
+    """Wait until the last value of `order` on the state changelog is a tombstone."""
+    topic = f"{app_id}-orders-changelog"
+    async with TopicReader(topic) as reader:
+
+        async def tombstone_last() -> bool:
+            await reader.poll()
+            values = [value for key, value in reader.records[topic] if key == order.encode()]
+            return bool(values) and values[-1] is None
+
+        what = f"a tombstone of {order} on {topic}"
+        await wait_for(tombstone_last, what, within, workers=[worker], every=0)
+
+
+async def orders_indexed(worker: WorkerProcess) -> dict[int, int]:
+    """Wait until the worker's log says it has indexed every partition from its table; answer
+    the number of orders the table held, by partition."""
+
+    async def every_partition() -> dict[int, int] | None:
+        counts = {int(p): int(n) for p, n in INDEXED.findall(worker.log.read_bytes())}
+        return counts if len(counts) == PARTITIONS else None
+
+    what = f"{worker.log} to say every partition is indexed"
+    return await wait_for(every_partition, what, 60, workers=[worker])
+
+
 @pytest.mark.parametrize("store", ["rocksdb", "memory"])
 async def test_a_forgotten_order_is_a_tombstone_and_stays_gone_after_a_restart(
     env: Env, workers: Callable[..., WorkerProcess], store: str
@@ -52,10 +92,17 @@ async def test_a_forgotten_order_is_a_tombstone_and_stays_gone_after_a_restart(
     order = f"{env.prefix}o-1"
     async with Feeder(env.prefix) as feed:
         await feed.request(order, "c-1", kind="refund_only")  # auto_refund at 3 s
-        await asyncio.sleep(4.5)
+
+        def missing(live: Outputs) -> list[str]:
+            decided = any(
+                a["action_id"] == "c-1:merchant_review" for a in live["aftersale-actions"]
+            )
+            return [] if decided else ["c-1:merchant_review"]
+
+        await wait_for_outputs(env.prefix, missing, "c-1's auto_refund", workers=[worker])
         # closed, and within the retention: its case id cannot be used again
         await feed.request(order, "c-1", kind="refund_only")
-        await asyncio.sleep(RETENTION + 1)  # decided 3 s in: forgotten by 9 s
+    await wait_forgotten(env.app_id, order, worker, RETENTION + 30)  # decided 3 s in: by 9 s
     states = await changelog(env.app_id)
     assert states[order.encode()][-1] is None, worker.tail()  # a tombstone last
     assert all(value is not None for value in states[order.encode()][:-1])
@@ -63,7 +110,11 @@ async def test_a_forgotten_order_is_a_tombstone_and_stays_gone_after_a_restart(
     worker.stop()
     worker.start()
     await worker.wait_ready()
-    await asyncio.sleep(2)  # time for a resurrected order to be forgotten again
+    # the restarted worker has recovered its table, and o-1 is not in it
+    assert await orders_indexed(worker) == dict.fromkeys(range(PARTITIONS), 0), worker.tail()
+    # Scenario, not waiting: a window for what must not happen (the second tombstone below),
+    # from the first timer run (every 0.1 s) on, committed within 0.5 s; 2 s on a busy machine.
+    await asyncio.sleep(2)
     # Recovery kept the deletion: had the order come back, its expiry (long past) would
     # have made the restarted worker forget it again, with a second tombstone.
     assert await changelog(env.app_id) == states, worker.tail()

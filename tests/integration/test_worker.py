@@ -14,10 +14,14 @@ from streams.contract.times import parse_time
 from tests.integration.worker_harness import (
     Env,
     Feeder,
+    Outputs,
     WorkerProcess,
+    not_yet_in,
+    outputs_once_there,
     read_outputs,
     replay_of,
     seconds,
+    wait_for_outputs,
 )
 
 
@@ -38,7 +42,11 @@ def answers(outputs: dict[str, list[Any]]) -> dict[str, Any]:
 
 
 async def scenario(feed: Feeder) -> None:
-    """Every rule, escalation, a duplicate, a late answer and bad input, on a 3 s/4 s policy."""
+    """Every rule, escalation, a duplicate, a late answer and bad input, on a 3 s/4 s policy.
+
+    The sleeps space the records in time: each record is stamped when sent, so they set where
+    an answer falls relative to its case's deadline (the last one late), for replay as well.
+    """
 
     def o(n: int) -> str:
         return f"{feed.prefix}o-{n}"
@@ -70,10 +78,15 @@ async def test_same_answers_as_replay(env: Env, workers: Callable[..., WorkerPro
     await worker.wait_ready()
     async with Feeder(env.prefix) as feed:
         await scenario(feed)
-    await asyncio.sleep(12)  # every deadline of the scenario is due by now
-    until = datetime.now(UTC)
-    live = await read_outputs(env.prefix)
+    until = datetime.now(UTC) + seconds(12)  # every deadline of the scenario is due by then
     expected = replay_of(feed.sent, env.policy, env.folder, until)
+
+    def missing(live: Outputs) -> dict[str, list[Any]]:
+        return not_yet_in(answers(expected), answers(live))
+
+    live = await outputs_once_there(
+        env.prefix, missing, "replay's answers", workers=[worker], within=60
+    )
     assert answers(live) == answers(expected), worker.tail()
     assert len(answers(live)["actions"]) == 6  # c-1 x2, c-2, c-3, c-4 x2
     for action in live["aftersale-actions"]:
@@ -104,8 +117,21 @@ async def test_bad_input_is_dead_lettered_with_its_bytes(
         keyless = await feed.request(f"{env.prefix}o-4", "c-4", key=None)
         await feed.request(f"{env.prefix}o-5", "c-5", key=f"{env.prefix}o-6".encode())
         await feed.request(f"{env.prefix}o-3", "c-3", kind="refund_only")  # still served after
-    await asyncio.sleep(6)
-    keyed = await read_outputs(env.prefix, keys=True)
+
+    def missing(live: Outputs) -> list[str]:
+        dead = len(live["aftersale-deadletter"])
+        gaps = [f"{8 - dead} of 8 dead letters"] if dead < 8 else []
+        if "c-3:merchant_review" not in ids(live["aftersale-actions"], "action_id"):
+            gaps.append("action c-3:merchant_review")
+        return gaps
+
+    keyed = await outputs_once_there(
+        env.prefix,
+        missing,
+        "8 dead letters (5 codes, 1 tombstone, 2 wrong keys) and c-3's auto_refund",
+        workers=[worker],
+        keys=True,
+    )
     live = {topic: [value for _, value in records] for topic, records in keyed.items()}
     # one record of each code but the key's (partitions interleave, so compare by code)
     wrong_key = [
@@ -151,19 +177,31 @@ async def test_bad_input_is_dead_lettered_with_its_bytes(
 async def test_a_waybill_after_a_due_deadline_finds_it_fired_before_the_timer_ticks(
     env: Env, workers: Callable[..., WorkerProcess]
 ) -> None:
-    # The timer effectively never ticks: only the record itself can fire the deadline.
-    worker = workers(AFTERSALE_TICK_INTERVAL="3600")
+    # Both records are written back to back and held for their turn in input order until the
+    # timer's next end-offset sample; the timer then judges them before it ticks for any due
+    # deadline. So only the waybill itself can fire the review deadline that was due before
+    # it: had it not, the waybill would find the case still in review and be refused.
+    worker = workers()
     worker.start()
     await worker.wait_ready()
     now = datetime.now(UTC)
     order = f"{env.prefix}o-1"
     async with Feeder(env.prefix) as feed:
-        # merchant_review was due 2 s ago; the buyer_return it starts is due in 2 s
+        # merchant_review was due 2 s ago
         await feed.request(order, "c-1", at=now - seconds(5))
         await feed.send(
             "aftersale.return_shipped", order, "c-1", at=now, carrier="SF", waybill="SF1"
         )
-    await asyncio.sleep(4)
+
+    def missing(live: Outputs) -> list[str]:
+        rules = [a["rule"] for a in live["aftersale-actions"]]
+        return [] if "merchant_receipt" in rules else ["merchant_receipt's auto_refund"]
+
+    # the waybill accepted starts merchant_receipt (4 s): its auto_refund shows it
+    await wait_for_outputs(env.prefix, missing, "c-1's auto_refund", workers=[worker])
     live = await read_outputs(env.prefix)
-    assert [a["type"] for a in live["aftersale-actions"]] == ["auto_approve"]
+    assert [(a["type"], a["rule"]) for a in live["aftersale-actions"]] == [
+        ("auto_approve", "merchant_review"),
+        ("auto_refund", "merchant_receipt"),
+    ]
     assert live["aftersale-deadletter"] == []

@@ -5,9 +5,26 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 
-from tests.integration.worker_harness import Env, Feeder, WorkerProcess, read_outputs
+from aiokafka.structs import TopicPartition
+
+from streams.contract.times import parse_time
+from tests.integration.worker_harness import (
+    INPUTS,
+    PARTITIONS,
+    Env,
+    Feeder,
+    Outputs,
+    WorkerProcess,
+    outputs_once_there,
+    read_outputs,
+    seconds,
+    split_between_two,
+    wait_caught_up,
+    wait_for_outputs,
+)
 
 
 def action_ids(outputs: dict[str, list[dict[str, object]]]) -> Counter[str]:
@@ -15,18 +32,22 @@ def action_ids(outputs: dict[str, list[dict[str, object]]]) -> Counter[str]:
 
 
 async def actions_once_all_there(
-    prefix: str, expected: set[str], limit: float = 90.0
+    prefix: str, expected: set[str], workers: Iterable[WorkerProcess], within: float = 90.0
 ) -> Counter[str]:
-    """Read the actions until every expected one is there (or `limit`), then once more, settled.
+    """Read the actions until every expected one is there (failing, with the workers' log
+    tails, after `within` s), then once more, settled.
 
     A worker taking over partitions first waits for the leaver's open transactions to be
     aborted (seconds), so a fixed sleep would measure the broker's timeout, not the worker.
     """
-    deadline = asyncio.get_running_loop().time() + limit
-    seen: Counter[str] = Counter()
-    while asyncio.get_running_loop().time() < deadline and not expected <= set(seen):
-        seen = action_ids(await read_outputs(prefix, settle=1.0))
-    return action_ids(await read_outputs(prefix, settle=3.0))
+
+    def missing(live: Outputs) -> list[str]:
+        return sorted(expected - set(action_ids(live)))
+
+    live = await outputs_once_there(
+        prefix, missing, f"{len(expected)} actions", workers=workers, within=within
+    )
+    return action_ids(live)
 
 
 async def test_outage_backlog_is_read_before_deadlines_are_judged(
@@ -34,17 +55,27 @@ async def test_outage_backlog_is_read_before_deadlines_are_judged(
 ) -> None:
     order = f"{env.prefix}o-1"
     async with Feeder(env.prefix) as feed:
-        await feed.request(order, "c-1")
+        request = await feed.request(order, "c-1")
         # A backlog between the request and its in-time approval, on the same partition.
         for n in range(1500):
             await feed.send("aftersale.escalated", order, f"c-unknown-{n}")
-        await feed.send("aftersale.approved", order, "c-1")
+        # in time (merchant_review: 3 s) however long a busy machine took to write the backlog
+        in_time = min(datetime.now(UTC), parse_time(request["occurred_at"]) + seconds(2))
+        await feed.send("aftersale.approved", order, "c-1", at=in_time)
+        # Scenario, not waiting: the worker starts only once the deadline is past.
         await asyncio.sleep(4)  # merchant_review (3 s) is past on the wall clock
     worker = workers()
     worker.start()
     await worker.wait_ready()
-    await asyncio.sleep(8)
-    live = await read_outputs(env.prefix)
+
+    def missing(live: Outputs) -> list[str]:
+        dead = len(live["aftersale-deadletter"])
+        gaps = [f"{1500 - dead} of 1500 dead letters"] if dead < 1500 else []
+        return gaps + sorted({"c-1:buyer_return"} - set(action_ids(live)))
+
+    live = await outputs_once_there(
+        env.prefix, missing, "the backlog's dead letters and c-1's auto_close", workers=[worker]
+    )
     assert action_ids(live) == Counter({"c-1:buyer_return": 1}), worker.tail()
     assert len(live["aftersale-deadletter"]) == 1500
 
@@ -57,14 +88,21 @@ async def test_a_paused_worker_does_not_act_on_stale_input(
     await worker.wait_ready()
     order = f"{env.prefix}o-1"
     async with Feeder(env.prefix) as feed:
-        await feed.request(order, "c-1")
-        await asyncio.sleep(0.5)
+        request = await feed.request(order, "c-1")
+        # the worker has read the request (its deadline is scheduled) before it freezes
+        await wait_caught_up(env.prefix, env.app_id, workers=[worker])
         worker.send_signal(signal.SIGSTOP)
-        await feed.send("aftersale.approved", order, "c-1")  # in time, but unread
-        await asyncio.sleep(5)  # the deadline passes while the worker is frozen
+        approval = await feed.send("aftersale.approved", order, "c-1")  # in time, but unread
+        # Scenario, not waiting: the deadline passes on the wall clock while the worker is frozen.
+        await asyncio.sleep(5)
         worker.send_signal(signal.SIGCONT)
-    await asyncio.sleep(8)
-    live = await read_outputs(env.prefix)
+    due = parse_time(request["occurred_at"]) + seconds(3)
+    assert parse_time(approval["occurred_at"]) < due, "set-up too slow: the approval came late"
+
+    def missing(live: Outputs) -> list[str]:
+        return sorted({"c-1:buyer_return"} - set(action_ids(live)))
+
+    live = await outputs_once_there(env.prefix, missing, "c-1's auto_close", workers=[worker])
     assert action_ids(live) == Counter({"c-1:buyer_return": 1}), worker.tail()
     assert live["aftersale-deadletter"] == []
 
@@ -75,6 +113,8 @@ async def feed_cases(feed: Feeder, cases: int, spread: float, first: int = 0) ->
     for n in range(first, first + cases):
         await feed.request(f"{feed.prefix}o-{n}", f"c-{n}")
         expected |= {f"c-{n}:merchant_review", f"c-{n}:buyer_return"}
+        # Scenario, not waiting: spaced requests spread their deadlines over time, so that a
+        # kill or a rebalance falls while some have fired and others are still pending.
         await asyncio.sleep(spread / cases)
     return expected
 
@@ -95,13 +135,23 @@ async def test_kill_9_mid_run_then_restart_gives_every_action_exactly_once(
         expected = await feed_cases(feed, 40, 4.0)
         worker.stop(signal.SIGKILL)  # the first deadlines are firing
         worker.start()
-        expected |= await feed_cases(feed, 40, 4.0, first=40)
+        second_half = await feed_cases(feed, 40, 4.0, first=40)
+        expected |= second_half
     await worker.wait_ready()
-    await asyncio.sleep(1.5)
+
+    def none_of_the_second_half(live: Outputs) -> list[str]:
+        return [] if second_half & set(action_ids(live)) else ["any action of c-40...c-79"]
+
+    await wait_for_outputs(
+        env.prefix,
+        none_of_the_second_half,
+        "the restarted worker to fire deadlines of the second half",
+        workers=[worker],
+    )
     worker.stop(signal.SIGKILL)  # the second half of the deadlines is firing
     worker.start()
     await worker.wait_ready()
-    seen = await actions_once_all_there(env.prefix, expected)
+    seen = await actions_once_all_there(env.prefix, expected, [worker])
     assert set(seen) == expected, worker.tail()
     assert set(seen.values()) == {1}, [a for a, n in seen.items() if n > 1]
     reminders = Counter(
@@ -120,13 +170,20 @@ async def test_two_workers_split_partitions_and_survive_a_rebalance(
     second.start()
     await first.wait_ready()
     await second.wait_ready()
+    # "Worker ready" can come before the second member has joined: wait for the group to settle
+    held = await split_between_two(env, [first, second])
     async with Feeder(env.prefix) as feed:
         expected = await feed_cases(feed, 40, 4.0)
         second.stop()  # a rebalance while deadlines are pending
-    seen = await actions_once_all_there(env.prefix, expected)
+    seen = await actions_once_all_there(env.prefix, expected, [first])
     assert set(seen) == expected, first.tail()
     assert set(seen.values()) == {1}, [a for a, n in seen.items() if n > 1]
-    assert b"Worker ready" in second.log.read_bytes()
+    # Before the second stopped, the two workers split the input partitions between them.
+    inputs = {TopicPartition(env.prefix + t, p) for t in INPUTS for p in range(PARTITIONS)}
+    assert len(held) == 2, held
+    assert all(held.values()), held
+    assert set.union(*held.values()) == inputs, held
+    assert not set.intersection(*held.values()), held
 
 
 async def test_deadlines_fire_when_upstream_writes_in_transactions(
@@ -140,5 +197,7 @@ async def test_deadlines_fire_when_upstream_writes_in_transactions(
     order = f"{env.prefix}o-1"
     async with Feeder(env.prefix, transactional=True) as feed:
         await feed.request(order, "c-1")
-    seen = await actions_once_all_there(env.prefix, {"c-1:merchant_review", "c-1:buyer_return"})
+    seen = await actions_once_all_there(
+        env.prefix, {"c-1:merchant_review", "c-1:buyer_return"}, [worker]
+    )
     assert seen == Counter({"c-1:merchant_review": 1, "c-1:buyer_return": 1}), worker.tail()
