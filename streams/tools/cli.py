@@ -93,6 +93,29 @@ def build_parser() -> argparse.ArgumentParser:
         "environment variables (see the README's configuration table).",
     )
     add_worker_arguments(worker)
+
+    from streams.readside.commands import add_project_arguments
+
+    project = commands.add_parser(
+        "project",
+        help="project the worker's status feed into Redis (the read side), settings from "
+        "AFTERSALE_*",
+        description="Consume <app id>-status (read_committed, group <app id>-projector) and "
+        "apply each record exactly once to Redis (AFTERSALE_REDIS_URL), resuming from the "
+        "offsets stored there. Waits and retries while Redis is down; stops on SIGTERM.",
+    )
+    add_project_arguments(project)
+
+    from streams.readside.commands import add_api_arguments
+
+    api = commands.add_parser(
+        "api",
+        help="serve the read side over HTTP from Redis (deploy/openapi.yaml)",
+        description="GET /orders/{order_id}, /orders/{order_id}/cases/{case_id}, "
+        "/merchants/{merchant_id}/refund-rate, /merchants/top-refund-rate, /healthz, /readyz "
+        "on AFTERSALE_API_BIND:AFTERSALE_API_PORT, reading AFTERSALE_REDIS_URL only.",
+    )
+    add_api_arguments(api)
     return parser
 
 
@@ -114,6 +137,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from streams.tools.worker import run as run_worker
 
             return run_worker(args)
+        if args.command == "project":
+            from streams.readside.projector import run as run_project
+
+            return run_project(args)
+        if args.command == "api":
+            from streams.readside.api import run as run_api
+
+            return run_api(args)
     except AftersaleError as exc:
         print(f"aftersale {args.command}: error: {exc}", file=sys.stderr)
         return 2

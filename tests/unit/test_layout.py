@@ -25,7 +25,8 @@ MAY_IMPORT: dict[str, set[str]] = {
     "rules": {"errors", "contract"},
     "patches": {"errors"},
     "live": {"errors", "contract", "rules", "patches"},
-    "tools": {"errors", "contract", "rules", "live", "patches"},
+    "readside": {"errors", "contract", "rules", "live"},
+    "tools": {"errors", "contract", "rules", "live", "patches", "readside"},
     "__init__": set(),
     "__main__": {"tools"},
 }
