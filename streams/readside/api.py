@@ -17,6 +17,7 @@ JSON `{"error": code, "detail": text}`: 400 `bad_parameter`, 404 `order_not_foun
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -35,7 +36,13 @@ from streams.readside.projection import (
     rank,
     window_days,
 )
-from streams.readside.redis_store import RedisStore, StoreUnavailable, connect
+from streams.readside.redis_store import (
+    RedisStore,
+    StoreRefused,
+    StoreUnavailable,
+    admitted,
+    connect,
+)
 from streams.readside.settings import ReadSettings, key_prefix, status_topic
 
 log = logging.getLogger("aftersale.api")
@@ -97,7 +104,7 @@ async def _errors(
         return await handler(request)
     except BadParameter as exc:
         return _error(400, "bad_parameter", str(exc))
-    except StoreUnavailable as exc:
+    except (StoreUnavailable, StoreRefused) as exc:
         log.warning("%s %s: %s", request.method, request.path, exc)
         return _error(
             503, "redis_unavailable", "the read side's Redis is not answering; try again",
@@ -275,6 +282,17 @@ def redis_app(worker: Settings, read: ReadSettings) -> web.Application:
     return app
 
 
+async def _admitted(worker: Settings, read: ReadSettings) -> bool:
+    """Whether Redis answers now (refusing this client raises StoreRefused: exit 2)."""
+    client = connect(read)
+    try:
+        return await admitted(
+            RedisStore(client, key_prefix(worker), status_topic(worker)), read.redis_url.redacted
+        )
+    finally:
+        await client.aclose()
+
+
 def run(args: argparse.Namespace) -> int:
     """The `aftersale api` command: serve until SIGTERM or SIGINT."""
     worker = Settings.from_env()
@@ -289,6 +307,11 @@ def run(args: argparse.Namespace) -> int:
         read.redis_url.redacted,
         key_prefix(worker),
     )
+    if not asyncio.run(_admitted(worker, read)):
+        log.warning(
+            "Redis at %s is not answering yet: /readyz answers 503 until it does",
+            read.redis_url.redacted,
+        )
     try:
         web.run_app(
             redis_app(worker, read),

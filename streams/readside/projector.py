@@ -32,7 +32,7 @@ from aiokafka.structs import OffsetAndMetadata
 from streams.errors import ConfigError, ContractError
 from streams.live.settings import Settings
 from streams.readside.projection import Delivered, StatusRecord, decode_record
-from streams.readside.redis_store import RedisStore, StoreUnavailable, connect
+from streams.readside.redis_store import RedisStore, StoreUnavailable, admitted, connect
 from streams.readside.settings import ReadSettings, key_prefix, status_topic
 
 log = logging.getLogger("aftersale.projector")
@@ -312,18 +312,21 @@ async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
 
 
 async def project(worker: Settings, read: ReadSettings, stop: asyncio.Event) -> Stats:
-    """Run a projector until `stop` is set."""
+    """Run a projector until `stop` is set (refused by Redis: StoreRefused, before Kafka)."""
     client = connect(read)
-    store = RedisStore(client, key_prefix(worker), status_topic(worker))
-    projector = Projector(worker, read, store)
-    log.info(
-        "projector: topic %s, group %s, Redis %s, batches of up to %d records",
-        projector.topic,
-        projector.group,
-        read.redis_url.redacted,
-        read.projector_batch,
-    )
     try:
+        store = RedisStore(client, key_prefix(worker), status_topic(worker))
+        answering = await admitted(store, read.redis_url.redacted)
+        projector = Projector(worker, read, store)
+        log.info(
+            "projector: topic %s, group %s, Redis %s, batches of up to %d records",
+            projector.topic,
+            projector.group,
+            read.redis_url.redacted,
+            read.projector_batch,
+        )
+        if not answering:
+            log.warning("Redis at %s is not answering yet: waiting for it", read.redis_url.redacted)
         return await projector.run(stop)
     finally:
         await client.aclose()

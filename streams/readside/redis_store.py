@@ -26,11 +26,11 @@ import orjson
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import AuthenticationError, AuthorizationError, NoPermissionError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from streams.errors import AftersaleError
+from streams.errors import AftersaleError, ConfigError
 from streams.readside.projection import (
     META,
     PAID,
@@ -139,6 +139,11 @@ class StoreUnavailable(AftersaleError):
     retriable = True
 
 
+class StoreRefused(ConfigError):
+    """Redis refused this client: wrong or missing credentials, no permission (ACL), or a
+    server certificate the configured CA does not trust. Waiting cannot help."""
+
+
 class BatchResult(NamedTuple):
     """What `apply_batch` did."""
 
@@ -238,11 +243,34 @@ def _loaded(
     return views
 
 
-def _wrap(exc: RedisError) -> StoreUnavailable:
-    """A Redis failure as StoreUnavailable: the connection's (down, unreachable, timed out),
-    or an error Redis answered (loading, out of memory, read-only replica, ...)."""
+def _refused(exc: RedisError) -> bool:
+    """Whether `exc` says this client is refused, rather than Redis being unavailable."""
+    if isinstance(exc, AuthenticationError | AuthorizationError | NoPermissionError):
+        return True
+    return isinstance(exc, RedisConnectionError) and "CERTIFICATE_VERIFY_FAILED" in str(exc)
+
+
+def _wrap(exc: RedisError) -> StoreUnavailable | StoreRefused:
+    """A Redis failure as StoreRefused (credentials, permissions, an untrusted certificate)
+    or StoreUnavailable: the connection's (down, unreachable, timed out), or an error Redis
+    answered (loading, out of memory, read-only replica, ...)."""
+    if _refused(exc):
+        return StoreRefused(f"{type(exc).__name__}: {exc}")
     said = "" if isinstance(exc, RedisConnectionError | RedisTimeoutError) else "answered "
     return StoreUnavailable(f"{said}{type(exc).__name__}: {exc}")
+
+
+async def admitted(store: RedisStore, shown_url: str) -> bool:
+    """Ping Redis once, at start: True if it answers, False if it is unavailable (callers wait
+    for it); raises StoreRefused, naming the URL as `shown_url` (password hidden), if it
+    refuses this client."""
+    try:
+        await store.ping()
+    except StoreUnavailable:
+        return False
+    except StoreRefused as exc:
+        raise StoreRefused(f"Redis at {shown_url} refused this client: {exc}") from None
+    return True
 
 
 class RedisStore:

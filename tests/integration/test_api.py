@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ class ApiProcess:
     app_id: str
     redis_url: str
     log: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
 
@@ -53,6 +54,7 @@ class ApiProcess:
             AFTERSALE_REDIS_TIMEOUT="1",
             AFTERSALE_RATE_MIN_PAID="5",
         )
+        env.update(self.extra_env)
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "streams.tools.cli", "api"],
