@@ -6,6 +6,9 @@
     fetch_stall  no fetch of idle partitions alone while busy ones hold untaken records
     eos_commit   each partition's outbox rides in the transaction of its offsets
     static_leave a static group member leaves its group when it stops cleanly
+    uncommitted_seek  seeking to committed offsets also rewinds partitions never committed,
+                 so records faust dropped at a rebalance are read again
+    active_snapshot  the consumer thread drains only the partitions active when asked
 
 `install()` installs them all, once, and refuses to (a `DependencyError` naming the package)
 on a faust-streaming or aiokafka version they were not written for. `upstream.py` lists every
@@ -18,7 +21,15 @@ from __future__ import annotations
 from importlib import metadata
 
 from streams.errors import DependencyError
-from streams.patches import eos_commit, fetch_stall, handoff, recovery, static_leave
+from streams.patches import (
+    active_snapshot,
+    eos_commit,
+    fetch_stall,
+    handoff,
+    recovery,
+    static_leave,
+    uncommitted_seek,
+)
 
 
 def check_versions() -> None:
@@ -46,3 +57,5 @@ def install() -> None:
     fetch_stall.install()
     eos_commit.install()
     static_leave.install()
+    uncommitted_seek.install()
+    active_snapshot.install()

@@ -27,6 +27,7 @@ FINGERPRINTS: Final[dict[str, str]] = {
     # streams.patches.recovery
     "faust.transport.drivers.aiokafka:AIOKafkaConsumerThread._highwaters": "6a6d54f09c7082aa",
     "faust.tables.recovery:Recovery._slurp_changelogs": "29b72c0edeeaa127",
+    "faust.tables.recovery:Recovery.on_recovery_completed": "a63912ae5efdd1d4",
     # streams.patches.handoff
     "faust.transport.consumer:Consumer._drain_messages": "6b6a22fa66e689d5",
     "faust.transport.producer:ProducerBuffer.size": "d8e11abd545e7f0b",
@@ -41,6 +42,10 @@ FINGERPRINTS: Final[dict[str, str]] = {
     # streams.patches.static_leave
     "aiokafka.consumer.group_coordinator:GroupCoordinator.close": "0c1ffc213c7739dd",
     "aiokafka.consumer.group_coordinator:GroupCoordinator._maybe_leave_group": "7ae174a066d78176",
+    # streams.patches.uncommitted_seek
+    "faust.transport.drivers.aiokafka:AIOKafkaConsumerThread.seek_to_committed": "3335d0ac3af169c7",
+    # streams.patches.active_snapshot
+    "faust.transport.consumer:Consumer._wait_next_records": "920120740535d0bc",
     # streams.live.app: RawSchema and LeanMonitor override these
     "faust.serializers.schemas:Schema.compile": "85e185110f1e5c9f",
     "faust.sensors.monitor:Monitor.on_message_in": "ac5df8be931ef56f",

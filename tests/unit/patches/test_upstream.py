@@ -14,10 +14,26 @@ import pytest
 from streams import patches
 from streams.errors import DependencyError
 from streams.live.app import LeanMonitor, RawSchema
-from streams.patches import eos_commit, fetch_stall, handoff, recovery, static_leave
+from streams.patches import (
+    active_snapshot,
+    eos_commit,
+    fetch_stall,
+    handoff,
+    recovery,
+    static_leave,
+    uncommitted_seek,
+)
 from streams.patches.upstream import FINGERPRINTS, SUPPORTED, fingerprint, source_of
 
-PATCH_MODULES = (recovery, handoff, fetch_stall, eos_commit, static_leave)
+PATCH_MODULES = (
+    recovery,
+    handoff,
+    fetch_stall,
+    eos_commit,
+    static_leave,
+    uncommitted_seek,
+    active_snapshot,
+)
 
 
 def overridden() -> Iterator[str]:
