@@ -36,6 +36,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from streams import patches
 from streams.live.commit_hook import CommitHook
+from streams.live.group_watermark import GroupWatermark
 from streams.live.handler import RecordHandler
 from streams.live.metrics import Liveness, RuntimeCollector, WorkerMetrics
 from streams.live.outbox import Batch
@@ -125,7 +126,8 @@ def build_app(
     # and changelog recovery reads back what was written.
     table.key_serializer = table.value_serializer = "raw"  # type: ignore[attr-defined]
     table.changelog_topic = table._new_changelog_topic()  # type: ignore[attr-defined]
-    runtime = Runtime(settings, policy, table, topics.merged)
+    group = GroupWatermark() if settings.any_partitioner else None
+    runtime = Runtime(settings, policy, table, topics.merged, group=group)
     handler = RecordHandler(runtime, topics, feed_status=settings.status_feed)
     registry = CollectorRegistry() if registry is None else registry
     metrics = WorkerMetrics(registry)

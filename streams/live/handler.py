@@ -100,7 +100,7 @@ class RecordHandler:
         # (under load, deadlines fire without waiting for a tick).
         wake = part.engine.next_wakeup()
         if wake is not None and wake <= now:
-            safe = part.watermark.safe_until()
+            safe = self.runtime.safe_until(part)
             if safe is not None and wake <= safe:
                 self.emit(part.engine.advance(min(now, safe)), part.outbox, now)
 
@@ -162,7 +162,7 @@ class RecordHandler:
         if self.keep_orders:
             # An order past its retention is forgotten before any record, but only once every
             # record written before that instant has been read (one could have kept the order).
-            safe = part.watermark.safe_until()
+            safe = self.runtime.safe_until(part)
             forget_upto = EPOCH if safe is None else min(now, safe)
         result = part.engine.apply(event, upto, forget_upto)
         self.emit(result.effects, outbox, now)

@@ -213,7 +213,7 @@ class RuntimeCollector(Collector):
         for partition, part in sorted(parts.items()):
             for topic, behind in part.watermark.lag().items():
                 lag.add_metric([topic, str(partition)], behind)
-            safe = part.watermark.safe
+            safe = self.runtime.safe_until(part)
             if safe is not None:
                 age.add_metric([str(partition)], max(0.0, (now - safe).total_seconds()))
         yield lag

@@ -26,9 +26,11 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from streams.live.catchup import PartitionWatermark
+from streams.live.group_watermark import GroupWatermark
 from streams.live.merge import InputMerge
 from streams.live.outbox import Batch, Outbox
 from streams.live.settings import Settings
@@ -90,6 +92,15 @@ class Runtime:
     parked: dict[int, Parked] = field(default_factory=dict)
     #: Partitions whose runtime was created with a parked index that still holds.
     reused: set[int] = field(default_factory=set)
+    #: Catch-up across every input partition (`group_watermark.py`); None: own inputs only.
+    group: GroupWatermark | None = None
+
+    def safe_until(self, part: PartitionRuntime) -> datetime | None:
+        """Up to which instant `part`'s deadlines may be judged: every record written before it
+        to the partition's own inputs read (`catchup.py`), and, with any partitioner, to every
+        input partition judged or rerouted (`group_watermark.py`)."""
+        own = part.watermark.safe_until()
+        return own if self.group is None else self.group.safe_for(own)
 
     def part(self, partition: int) -> PartitionRuntime:
         runtime = self.parts.get(partition)

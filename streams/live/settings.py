@@ -176,6 +176,13 @@ class Settings:
         "`aftersale project` (false: no read side)",
         _boolean,
     )
+    any_partitioner: bool = _setting(
+        True,
+        "deadlines also wait until every input partition has been read past them, since a "
+        "producer that partitions otherwise may put an order's record on any partition "
+        "(false when every producer uses murmur2: deadlines wait for their own partition only)",
+        _boolean,
+    )
     leave_on_shutdown: bool = _setting(
         True,
         "on SIGTERM, leave the group so other workers take the partitions at once (false: "

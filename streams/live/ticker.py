@@ -57,10 +57,22 @@ async def check_deadlines(
     for tp, offset in starts.items():
         if tp.partition in new:
             runtime.parts[tp.partition].watermark.start_at(tp.topic, offset)
+    every = _every_input(runtime) if runtime.group is not None else []
+    if runtime.group is not None:
+        # The group's committed offsets, asked before this run's end offsets: the samples of
+        # the reroute input taken below come after them (`group_watermark.py`).
+        committed = await side.start_offsets(every)
+        if runtime.generation != generation or app.rebalancing:
+            return
+        offsets = {(tp.topic, tp.partition): offset for tp, offset in committed.items()}
+        runtime.group.committed(clock.now(), offsets)
     sampled_at = clock.now()  # before the request: the answer covers everything before it
-    ends = await side.end_offsets(tps)
+    own = set(tps)
+    ends = await side.end_offsets([*tps, *(tp for tp in every if tp not in own)])
     if runtime.generation != generation or app.rebalancing:
         return
+    if runtime.group is not None:
+        runtime.group.sample(sampled_at, {(tp.topic, tp.partition): ends[tp] for tp in every})
     now = clock.now()
     for partition in active:
         part = runtime.parts.get(partition)
@@ -70,14 +82,19 @@ async def check_deadlines(
             sampled_at, {t: ends[TopicPartition(t, partition)] for t in runtime.inputs}
         )
         release(partition, now)
-        wake, safe = part.engine.next_wakeup(), part.watermark.safe_until()
-        if part.merge or (wake is not None and wake <= now and (safe is None or safe < wake)):
+        wake, safe = part.engine.next_wakeup(), runtime.safe_until(part)
+        idle_behind = runtime.group is not None and bool(part.watermark.behind())
+        if (
+            part.merge
+            or idle_behind  # the group waits for this partition's committed offsets too
+            or (wake is not None and wake <= now and (safe is None or safe < wake))
+        ):
             # held records or a due deadline wait for an input that may have stopped short
             await _skip_marker_gaps(part, partition, side)
             if runtime.generation != generation:
                 return
             release(partition, now)
-            safe = part.watermark.safe_until()
+            safe = runtime.safe_until(part)
         if wake is None or safe is None or wake > min(now, safe):
             continue
         loop_now = asyncio.get_running_loop().time()
@@ -92,6 +109,12 @@ async def check_deadlines(
         except BaseException:
             part.tick_sent = None
             raise
+
+
+def _every_input(runtime: Runtime) -> list[TopicPartition]:
+    """Every partition of the two input topics (not only this worker's)."""
+    partitions = range(runtime.settings.partitions)
+    return [TopicPartition(topic, p) for topic in runtime.inputs[:2] for p in partitions]
 
 
 async def _skip_marker_gaps(part: PartitionRuntime, partition: int, side: SideClients) -> None:

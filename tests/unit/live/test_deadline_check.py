@@ -9,6 +9,7 @@ from typing import Any
 
 from aiokafka.structs import TopicPartition
 
+from streams.live.group_watermark import GroupWatermark
 from streams.live.runtime import Runtime
 from streams.live.settings import Settings
 from streams.live.ticker import check_deadlines
@@ -65,3 +66,33 @@ async def test_a_tick_handled_before_its_send_returns_does_not_hold_back_the_nex
     assert runtime.parts[0].tick_sent is None  # handled: the next check may tick again
     await check_deadlines(app, runtime, clock, "ticks", side, release)  # type: ignore[arg-type]
     assert side.ticks == [0, 0]
+
+
+async def test_with_any_partitioner_a_deadline_waits_for_every_input_partition() -> None:
+    memory = type("MemoryStore", (), {"data": {}})()
+    group = GroupWatermark()
+    runtime = Runtime(Settings(partitions=2), Policy(), FaustTable(memory), INPUTS, group=group)
+    runtime.part(0).engine.apply(event("aftersale.requested"), T0)
+    clock = FakeClock(T0 + REVIEW + timedelta(seconds=1))
+    side = _AgentOnTheOtherSide(runtime)
+    other = TopicPartition("a", 1)  # another worker's partition, 5 records unread by it
+    done = {other: 0}
+
+    async def ends(tps: Any) -> dict[TopicPartition, int]:
+        return {tp: 5 if tp == other else 0 for tp in tps}
+
+    async def committed(tps: Any) -> dict[TopicPartition, int]:
+        return {tp: done.get(tp, 0) for tp in tps}
+
+    side.end_offsets = ends  # type: ignore[method-assign]
+    side.start_offsets = committed  # type: ignore[method-assign]
+    app = _app()
+    for _ in range(3):
+        clock.advance(timedelta(seconds=0.2))
+        await check_deadlines(app, runtime, clock, "ticks", side, lambda p, now: None)  # type: ignore[arg-type]
+    assert side.ticks == []  # its own inputs are read, but a record may wait on a-1
+    done[other] = 5  # the other worker has read a-1 (rerouting what it found) and committed
+    clock.advance(timedelta(seconds=0.2))
+    await check_deadlines(app, runtime, clock, "ticks", side, lambda p, now: None)  # type: ignore[arg-type]
+    assert side.ticks == [0]
+    assert runtime.safe_until(runtime.parts[0]) is not None
