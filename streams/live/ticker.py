@@ -10,6 +10,7 @@ Ticks are at-least-once: a duplicate finds nothing due.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -22,6 +23,8 @@ from streams.rules.clock import Clock
 
 #: Re-send a tick for a partition when the last one has not been handled after this long.
 TICK_RESEND_S = 1.0
+
+log = logging.getLogger(__name__)
 
 
 async def check_deadlines(
@@ -127,4 +130,11 @@ async def _skip_marker_gaps(part: PartitionRuntime, partition: int, side: SideCl
         if previous.get(topic) != position or part.merge.holds(topic):
             continue  # still moving, or records of it are held: not a gap of markers
         if not await side.has_records(TopicPartition(topic, partition), position, end):
+            log.info(
+                "%s[%d] %d-%d holds no record (transaction markers): read",
+                topic,
+                partition,
+                position,
+                end - 1,
+            )
             part.watermark.skip_to(topic, end)
