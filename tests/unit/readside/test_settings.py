@@ -15,6 +15,7 @@ from streams.readside.settings import (
     markdown_table,
     status_topic,
 )
+from tests.repo import README
 
 
 def test_defaults_run_locally() -> None:
@@ -94,3 +95,7 @@ def test_the_table_names_every_setting() -> None:
     table = markdown_table()
     assert "| `AFTERSALE_REDIS_URL` | `redis://127.0.0.1:6379/0` |" in table
     assert table.count("\n| `AFTERSALE_") == 11
+
+
+def test_readme_read_side_table_matches_the_settings() -> None:
+    assert markdown_table() in README.read_text(encoding="utf-8")
