@@ -80,6 +80,8 @@ KILL_LATER = "kill -9 worker, restart later"
 PAUSE = "SIGSTOP worker, SIGCONT"
 BROKER = "kill -9 broker, restart"
 KINDS = (KILL_NOW, KILL_LATER, PAUSE, BROKER)
+#: Short names of the kinds, for --kinds.
+SHORT = {"kill-now": KILL_NOW, "kill-later": KILL_LATER, "pause": PAUSE, "broker": BROKER}
 
 
 @dataclass
@@ -87,6 +89,8 @@ class Config:
     faults: int = 50
     workers: int = 2
     seed: int = 1
+    #: The kinds of fault to inject (every one at least once when there are enough faults).
+    kinds: tuple[str, ...] = KINDS
     keep: bool = False
     #: Stop the campaign's broker at the end (`make chaos`, the e2e test).
     stack_down: bool = False
@@ -329,10 +333,10 @@ class Campaign:
 
     def plan(self) -> list[str]:
         """The kinds of the faults: every kind once (in a seeded order), then at random."""
-        kinds = list(KINDS)
+        kinds = list(self.cfg.kinds)
         self.rng.shuffle(kinds)
         while len(kinds) < self.cfg.faults:
-            kinds.append(self.rng.choice(KINDS))
+            kinds.append(self.rng.choice(self.cfg.kinds))
         return kinds[: self.cfg.faults]
 
     async def inject_faults(self) -> None:
@@ -818,6 +822,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--faults", type=int, default=50, help="faults to inject (default 50)")
     parser.add_argument("--workers", type=int, choices=(1, 2), default=2)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--kinds",
+        default=",".join(SHORT),
+        help=f"comma-separated kinds of fault (default all: {','.join(SHORT)})",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the run's topics and folder")
     parser.add_argument("--stack-down", action="store_true", help="stop the chaos broker after")
     parser.add_argument("--span", type=float, help="seconds over which orders are paid")
@@ -826,10 +835,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.faults < 1:
         parser.error("--faults must be at least 1")
+    named = [name for name in args.kinds.split(",") if name]
+    unknown = [name for name in named if name not in SHORT]
+    if unknown or not named:
+        parser.error(f"--kinds: unknown {','.join(unknown) or '(none)'}; known: {','.join(SHORT)}")
     config = Config(
         faults=args.faults,
         workers=args.workers,
         seed=args.seed,
+        kinds=tuple(SHORT[name] for name in dict.fromkeys(named)),
         keep=args.keep,
         stack_down=args.stack_down,
         span_s=args.span,
