@@ -14,7 +14,7 @@ import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol, TypeVar
 
 from streams.contract.topics import (
     ACTIONS,
@@ -26,6 +26,20 @@ from streams.contract.topics import (
 from streams.errors import ConfigError
 
 PREFIX: Final = "AFTERSALE_"
+
+
+class _Checked(Protocol):
+    def check(self) -> None: ...
+
+
+S = TypeVar("S", bound=_Checked)
+
+
+class _Wrapper(Protocol):
+    """A setting value that wraps its text (`Secret`, the read side's `RedisUrl`)."""
+
+    @property
+    def value(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,21 +207,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read `AFTERSALE_*` variables (default: os.environ); `overrides` win over both."""
-        source = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for spec in fields(cls):
-            env_name = PREFIX + spec.name.upper()
-            raw = source.get(env_name)
-            if raw is None:
-                continue
-            try:
-                values[spec.name] = spec.metadata["parse"](raw.strip())
-            except ValueError as exc:
-                raise ConfigError(f"{env_name}={raw!r}: {exc}") from None
-        values.update(overrides)
-        settings = cls(**values)
-        settings.check()
-        return settings
+        return read_env(cls, env, overrides)
 
     def check(self) -> None:
         """Refuse combinations that cannot work."""
@@ -306,11 +306,43 @@ class TopicNames:
         return {self.orders: ORDER_EVENTS, self.aftersales: AFTERSALE_EVENTS}[topic]
 
 
-def markdown_table() -> str:
-    """The README's configuration table."""
+def read_env(
+    cls: type[S],
+    env: Mapping[str, str] | None,
+    overrides: Mapping[str, Any],
+    *,
+    masked: tuple[type, ...] = (Secret,),
+) -> S:
+    """Settings of dataclass `cls` from `AFTERSALE_*` variables (default: os.environ), each
+    parsed by its field's parser, `overrides` winning over both; then `check()`ed. A bad value
+    is a ConfigError naming the variable (shown as **** when its default is of a `masked`
+    type)."""
+    source = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for spec in fields(cls):  # type: ignore[arg-type]
+        env_name = PREFIX + spec.name.upper()
+        raw = source.get(env_name)
+        if raw is None:
+            continue
+        try:
+            values[spec.name] = spec.metadata["parse"](raw.strip())
+        except ValueError as exc:
+            shown = "****" if isinstance(spec.default, masked) else repr(raw)
+            raise ConfigError(f"{env_name}={shown}: {exc}") from None
+    values.update(overrides)
+    settings = cls(**values)
+    settings.check()
+    return settings
+
+
+def markdown_table(cls: type = Settings, wrapped: tuple[type[_Wrapper], ...] = (Secret,)) -> str:
+    """The README's configuration table of settings dataclass `cls` (the worker's by
+    default); defaults of a `wrapped` type show their `.value`."""
     rows = ["| variable | default | meaning |", "|---|---|---|"]
-    for spec in fields(Settings):
-        default = spec.default.value if isinstance(spec.default, Secret) else spec.default
+    for spec in fields(cls):
+        default: Any = spec.default
+        if isinstance(default, wrapped):
+            default = default.value
         if isinstance(default, bool):
             default = str(default).lower()
         shown = "" if default in ("", None) else f"`{default}`"

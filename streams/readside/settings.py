@@ -7,9 +7,8 @@ topic) and refuses bad values with a message that names the variable.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
@@ -26,7 +25,9 @@ from streams.live.settings import (
     _seconds,
     _setting,
     _text,
+    read_env,
 )
+from streams.live.settings import markdown_table as settings_table
 
 #: URL schemes redis-py connects with: plain TCP, TLS, a Unix socket.
 SCHEMES = ("redis", "rediss", "unix")
@@ -131,22 +132,7 @@ class ReadSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> ReadSettings:
         """Read `AFTERSALE_*` variables (default: os.environ); `overrides` win over both."""
-        source = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for spec in fields(cls):
-            env_name = PREFIX + spec.name.upper()
-            raw = source.get(env_name)
-            if raw is None:
-                continue
-            try:
-                values[spec.name] = spec.metadata["parse"](raw.strip())
-            except ValueError as exc:
-                shown = "****" if isinstance(spec.default, Secret | RedisUrl) else repr(raw)
-                raise ConfigError(f"{env_name}={shown}: {exc}") from None
-        values.update(overrides)
-        settings = cls(**values)
-        settings.check()
-        return settings
+        return read_env(cls, env, overrides, masked=(Secret, RedisUrl))
 
     def check(self) -> None:
         """Refuse combinations that cannot work."""
@@ -177,11 +163,4 @@ def key_prefix(worker: Settings) -> str:
 
 def markdown_table() -> str:
     """The read side's configuration table (as the README's of the worker)."""
-    rows = ["| variable | default | meaning |", "|---|---|---|"]
-    for spec in fields(ReadSettings):
-        default = spec.default
-        if isinstance(default, Secret | RedisUrl):
-            default = default.value
-        shown = "" if default in ("", None) else f"`{default}`"
-        rows.append(f"| `{PREFIX}{spec.name.upper()}` | {shown} | {spec.metadata['doc']} |")
-    return "\n".join(rows)
+    return settings_table(ReadSettings, wrapped=(Secret, RedisUrl))
