@@ -1,7 +1,8 @@
 """Replacements of faust-streaming and aiokafka internals that the worker depends on.
 
     recovery     table recovery under exactly_once asks the broker for changelog high-waters,
-                 and ends within a second of the changelog running dry
+                 ends within a second of the changelog running dry, and never skips
+                 changelog records for a rebalance that came in between
     handoff      the fetcher hands records to the stream eagerly, and lets a full queue ebb
     fetch_stall  no fetch of idle partitions alone while busy ones hold untaken records
     eos_commit   each partition's outbox rides in the transaction of its offsets

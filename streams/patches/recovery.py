@@ -31,6 +31,21 @@ Each fix names what goes wrong without it and the test that shows it.
    handed and never saw, so that it stood still at the end of recovery until the worker
    restarted. Here the seek comes first, while the partitions are still paused: the first
    record the stream gets of a partition is the one at its committed offset.
+
+4. Changelog records skipped as aborted. In exactly-once mode, after idle waits, faust's
+   recovery loop (`detect_aborted_tx` in `_slurp_changelogs`) takes a changelog partition as
+   read to its high-water once the consumer's position is there, assuming what lies between
+   is commit markers and aborted records. The loop runs on across rebalances, so that check
+   also ran after a new assignment and before the new recovery had built its high-waters
+   and sought its partitions: it compared the new start offsets with the old high-waters and
+   a position that belonged to no recovery, moved the start offsets up to the high-waters,
+   and the new recovery began there, skipping every record in between. Seen in the fault
+   campaign (tests/chaos) after broker restarts, which end in rebalances: a worker took over
+   a partition whose changelog it was 48 records behind, recovered none of them, and fired
+   deadlines its predecessor had fired (duplicates) and cases that had moved on (wrong
+   actions). Here the position (which only that check asks for,
+   `ThreadDelegateConsumer.position`) answers "not there yet" unless the recovery of the
+   current generation has sought its partitions and no new one is pending.
 """
 
 from __future__ import annotations
@@ -41,15 +56,24 @@ from collections.abc import Awaitable, Mapping
 from typing import Any, Final, TypeVar
 
 from faust.tables import recovery as faust_recovery
+from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 #: The upstream methods this module replaces (fingerprinted in `upstream.py`).
 REPLACES: Final = (
     "faust.transport.drivers.aiokafka:AIOKafkaConsumerThread._highwaters",
     "faust.tables.recovery:Recovery.on_recovery_completed",
+    "faust.transport.consumer:ThreadDelegateConsumer.position",
+    "faust.tables.recovery:Recovery.on_rebalance",  # wrapped
+    "faust.tables.recovery:Recovery._seek_offsets",  # wrapped
 )
 #: The upstream methods whose behaviour it changes in place (their waits), also fingerprinted.
 ALTERS: Final = ("faust.tables.recovery:Recovery._slurp_changelogs",)
+#: The attribute of faust's Recovery naming the generation whose active changelog partitions
+#: have been sought for reading (None: none yet since the last rebalance).
+SOUGHT_FOR: Final = "_aftersale_sought_for"
+#: The position fix 4 reports while no recovery of the current generation is reading.
+NOT_THERE: Final = -1
 #: How long recovery waits for a changelog record before it counts an idle wait.
 IDLE_S: Final = 0.5
 
@@ -114,8 +138,44 @@ async def _on_recovery_completed(self: Any, generation_id: int = 0) -> None:  # 
     self.log.info("Worker ready")
 
 
+_faust_on_rebalance = faust_recovery.Recovery.on_rebalance
+_faust_seek_offsets = faust_recovery.Recovery._seek_offsets
+_faust_position = faust_consumer.ThreadDelegateConsumer.position
+
+
+async def _on_rebalance(self: Any, *args: Any, **kwargs: Any) -> None:
+    # a new assignment: no recovery is reading for it until it has sought (fix 4)
+    setattr(self, SOUGHT_FOR, None)
+    await _faust_on_rebalance(self, *args, **kwargs)
+
+
+async def _seek_offsets(self: Any, consumer: Any, tps: Any, offsets: Any, title: str) -> None:
+    await _faust_seek_offsets(self, consumer, tps, offsets, title)
+    if title == "active":
+        setattr(self, SOUGHT_FOR, self._generation_id)
+
+
+def reading(recovery: Any, generation_id: int) -> bool:
+    """Whether `recovery` is reading changelogs for generation `generation_id`: its active
+    partitions sought for it, and no new recovery pending."""
+    sought_for = getattr(recovery, SOUGHT_FOR, None)
+    return sought_for == generation_id and not recovery.signal_recovery_start.is_set()
+
+
+async def _position(self: Any, tp: Any) -> int | None:
+    # faust's ThreadDelegateConsumer.position, asked only by recovery's aborted-transaction
+    # check: a position only while the current generation's recovery reads (fix 4)
+    if not reading(self.app.tables.recovery, self.app.consumer_generation_id):
+        return NOT_THERE
+    position: int | None = await _faust_position(self, tp)
+    return position
+
+
 def install() -> None:
     """Install the fixes (idempotent)."""
     faust_aiokafka.AIOKafkaConsumerThread._highwaters = _highwaters_from_broker  # type: ignore[method-assign]
     faust_recovery.asyncio = _RecoveryAsyncio("asyncio")  # type: ignore[attr-defined]
     faust_recovery.Recovery.on_recovery_completed = _on_recovery_completed  # type: ignore[method-assign]
+    faust_recovery.Recovery.on_rebalance = _on_rebalance  # type: ignore[method-assign]
+    faust_recovery.Recovery._seek_offsets = _seek_offsets  # type: ignore[method-assign]
+    faust_consumer.ThreadDelegateConsumer.position = _position  # type: ignore[method-assign]

@@ -28,6 +28,9 @@ FINGERPRINTS: Final[dict[str, str]] = {
     "faust.transport.drivers.aiokafka:AIOKafkaConsumerThread._highwaters": "6a6d54f09c7082aa",
     "faust.tables.recovery:Recovery._slurp_changelogs": "29b72c0edeeaa127",
     "faust.tables.recovery:Recovery.on_recovery_completed": "a63912ae5efdd1d4",
+    "faust.transport.consumer:ThreadDelegateConsumer.position": "a6e88abf54d9e211",
+    "faust.tables.recovery:Recovery.on_rebalance": "daa42029a0bd6bdf",
+    "faust.tables.recovery:Recovery._seek_offsets": "a3f66861b34f3a4c",
     # streams.patches.handoff
     "faust.transport.consumer:Consumer._drain_messages": "6b6a22fa66e689d5",
     "faust.transport.producer:ProducerBuffer.size": "d8e11abd545e7f0b",
