@@ -4,14 +4,16 @@ The agent feeds every record of its inputs here, in each topic's order, inside s
 iteration:
 
     <app>-ticks:        nothing of its own: the timer asked for a chance to fire
-    a record on another partition than murmur2 of its key gives (a producer partitioning
-                        otherwise): rerouted to its order's partition through <app>-reroute,
-                        with its append time and where it came from, and judged there
     order-events / aftersale-events / <app>-reroute:
                         held until every record of the partition's other inputs appended
-                        before it has been judged (`merge.py`), then: decode, check the key,
-                        apply to the order's state (firing that order's due deadlines first,
-                        as replay does)
+                        before it has been judged (`merge.py`), then, in its turn:
+      - on another partition than murmur2 of its key gives (a producer partitioning
+        otherwise): rerouted to its order's partition through <app>-reroute, with its append
+        time and where it came from, and judged there. (In its turn like any other: rerouted
+        on arrival, it moved the committed position past records still held, which a
+        kill -9 then lost.)
+      - else: decode, check the key, apply to the order's state (firing that order's due
+        deadlines first, as replay does)
     then, for any record: fire every deadline of the partition that is due on the wall clock
                         and safe by catch-up (`catchup.py`)
 
@@ -75,13 +77,9 @@ class RecordHandler:
         if topic == self.topics.ticks:
             part.watermark.processed(topic, offset)
             part.tick_sent = None
-        elif topic == self.topics.reroute:
-            part.merge.offer(Held(topic, offset, at, key, value or b"", _origin(headers), now))
-            self._judge_ready(part, partition, now)
-        elif key is not None and self.owner(key) != partition:
-            self._reroute(part, topic, partition, offset, key, value or b"", at)
         else:
-            part.merge.offer(Held(topic, offset, at, key, value or b"", None, now))
+            origin = _origin(headers) if topic == self.topics.reroute else None
+            part.merge.offer(Held(topic, offset, at, key, value or b"", origin, now))
             self._judge_ready(part, partition, now)
         self._fire(part, now)
 
@@ -112,32 +110,28 @@ class RecordHandler:
             watermark.processed(held.topic, held.offset)
             if held.read_at is not None:
                 waits.append((now - held.read_at).total_seconds())
-            self._apply(part, held, partition, now)
+            key = held.key
+            if held.origin is None and key is not None and self.owner(key) != partition:
+                # rerouted in its turn too: the committed position never passes a held record
+                self._reroute(part, held, partition)
+            else:
+                self._apply(part, held, partition, now)
 
-    def _reroute(
-        self,
-        part: PartitionRuntime,
-        topic: str,
-        partition: int,
-        offset: int,
-        key: bytes,
-        value: bytes,
-        at: float,
-    ) -> None:
+    def _reroute(self, part: PartitionRuntime, held: Held, partition: int) -> None:
         """A record its producer put on another partition than its order's: send it there, in
         this partition's transaction, keeping its append time and where it came from."""
-        origin = f"{topic}:{partition}:{offset}".encode()
+        assert held.key is not None
+        origin = f"{held.topic}:{partition}:{held.offset}".encode()
         part.outbox.emit_to(
             Output(
                 self.topics.reroute,
-                key,
-                value,
-                partition=self.owner(key),
-                timestamp_ms=round(at * 1000),
+                held.key,
+                held.value,
+                partition=self.owner(held.key),
+                timestamp_ms=round(held.at * 1000),
                 headers=((ORIGIN_HEADER, origin),),
             )
         )
-        part.watermark.processed(topic, offset)
         part.outbox.tally.rerouted()
 
     def _apply(self, part: PartitionRuntime, held: Held, partition: int, now: datetime) -> None:

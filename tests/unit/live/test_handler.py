@@ -186,6 +186,8 @@ def test_a_record_on_another_partition_than_its_orders_is_rerouted_there() -> No
     feed = Feed()
     value = orjson.dumps(body("aftersale.requested", T0, order_id=AWAY))
     offset = feed.record(AFTERSALES, value, T0, key=AWAY.encode(), at=1234.567)
+    assert feed.outputs() == []  # in its turn, as any record of the partition
+    feed.sample(T0, T0)
     (output,) = feed.outputs()
     assert output == Output(
         REROUTE,
@@ -353,3 +355,20 @@ def test_the_wait_of_each_held_record_is_counted() -> None:
     feed.sample(T0, T0 + timedelta(seconds=0.2))  # released by the next sample
     feed.outputs()
     assert feed.tallies[-1].waits == [0.2]
+
+
+def test_a_record_for_elsewhere_waits_its_turn_behind_a_held_one() -> None:
+    # The fault campaign's finding: a record held for its turn, then a record of the same
+    # topic to reroute. Rerouted at once, it moved the committed position past the held one,
+    # which a kill -9 then lost (committed, never judged).
+    feed = Feed()
+    feed.event("aftersale.requested", T0, T0)  # held: the order topic is not known past it
+    away = orjson.dumps(body("aftersale.requested", T0, order_id=AWAY))
+    feed.record(AFTERSALES, away, T0, key=AWAY.encode())
+    assert feed.part.watermark.positions[AFTERSALES] == 0  # nothing may commit past the first
+    assert feed.outputs() == []
+    feed.sample(T0, T0)
+    assert feed.part.watermark.positions[AFTERSALES] == 2
+    assert feed.part.outbox[HOME].open is not None
+    (output,) = feed.outputs()
+    assert (output.topic, output.key) == (REROUTE, AWAY.encode())
