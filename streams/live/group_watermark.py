@@ -8,7 +8,10 @@ transaction, the one that commits q's input offsets. So, when the group's commit
 every input partition q has reached q's end offset sampled at instant T, every record written
 anywhere before T is either judged or rerouted, and the reroutes are committed; a partition
 that has then read its reroute input up to an end sampled after that point has read them all:
-its deadlines up to T are safe.
+its deadlines up to T are safe. For the partitions a worker judges itself, "committed" may be
+read as "judged here" (`ticker.judged_here`) while none of their reroutes waits for a commit:
+each record before that position was judged here, or rerouted in a committed transaction. A
+lone worker then never waits for its own commit interval, nor asks the broker.
 
     sample(T, ends of every input partition)         each timer run, with the partitions' own
     committed(at, committed offsets of the group)     fetched first in the run, answered at `at`

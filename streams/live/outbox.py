@@ -89,6 +89,9 @@ class Outbox(MutableMapping[str, OrderState]):
     #: Orders of aborted batches: the engine's due index may still hold their aborted state.
     _aborted: set[str] = field(default_factory=set)
     _in_flight: int = 0
+    #: Records for other partitions (`emit_to`: reroutes) not yet in a committed transaction;
+    #: -1 once such a record was in an aborted one (lost until the partition is read again).
+    _elsewhere: int = 0
 
     # MutableMapping over states -------------------------------------------------------
     def __getitem__(self, order_id: str) -> OrderState:
@@ -149,6 +152,15 @@ class Outbox(MutableMapping[str, OrderState]):
         """Queue a record for another partition (`output.partition`), with its own timestamp
         and headers, in this partition's next commit."""
         self._outputs.append(output)
+        if output.partition is not None and self._elsewhere >= 0:
+            self._elsewhere += 1
+
+    @property
+    def sends_elsewhere(self) -> bool:
+        """Whether records for other partitions wait for a commit (pending or being
+        committed), or were lost in an aborted one: a read_committed reader of their
+        partitions cannot see them (yet, or before this partition is read again)."""
+        return self._elsewhere != 0
 
     def unsettled(self) -> set[str]:
         """Orders whose newest state, as the engine last saw it, is not in the local store."""
@@ -186,9 +198,12 @@ class Outbox(MutableMapping[str, OrderState]):
             order_id = key.decode("utf-8")
             self._committing.pop(order_id, None)
             self._aborted.add(order_id)
-        self._done(batch)
+        self._done(batch, committed=False)
 
-    def _done(self, batch: Batch) -> None:
+    def _done(self, batch: Batch, committed: bool = True) -> None:
+        if self._elsewhere >= 0:
+            elsewhere = sum(1 for out in batch.outputs if out.partition is not None)
+            self._elsewhere = self._elsewhere - elsewhere if committed or not elsewhere else -1
         self._in_flight -= 1
         if self._in_flight == 0:
             # Nothing else is being committed: every state taken is in the local store.

@@ -63,11 +63,16 @@ async def check_deadlines(
     every = _every_input(runtime) if runtime.group is not None else []
     if runtime.group is not None:
         # The group's committed offsets, asked before this run's end offsets: the samples of
-        # the reroute input taken below come after them (`group_watermark.py`).
-        committed = await side.start_offsets(every)
+        # the reroute input taken below come after them (`group_watermark.py`). Partitions
+        # judged here count as far as they are judged, unless reroutes wait for a commit;
+        # the broker is asked only for the others.
+        here = judged_here(runtime)
+        elsewhere = [tp for tp in every if (tp.topic, tp.partition) not in here]
+        committed = await side.start_offsets(elsewhere) if elsewhere else {}
         if runtime.generation != generation or app.rebalancing:
             return
         offsets = {(tp.topic, tp.partition): offset for tp, offset in committed.items()}
+        offsets.update(judged_here(runtime))  # read now: a moment after the answer
         runtime.group.committed(clock.now(), offsets)
     sampled_at = clock.now()  # before the request: the answer covers everything before it
     own = set(tps)
@@ -112,6 +117,25 @@ async def check_deadlines(
         except BaseException:
             part.tick_sent = None
             raise
+
+
+def judged_here(runtime: Runtime) -> dict[tuple[str, int], int]:
+    """Of the input partitions this worker judges, how far each is judged, for the group's
+    catch-up (`group_watermark.py`): a record before that position was judged here, or
+    rerouted in a transaction that has committed. A partition with reroutes not yet committed
+    is left out (its committed offset counts, asked of the broker), as is one not yet ready
+    (its start offset unknown)."""
+    judged: dict[tuple[str, int], int] = {}
+    for partition in runtime.ready:
+        part = runtime.parts.get(partition)
+        if part is None or part.outbox.sends_elsewhere:
+            continue
+        positions = part.watermark.positions
+        for topic in runtime.inputs[:2]:
+            position = positions.get(topic)
+            if position is not None:
+                judged[(topic, partition)] = position
+    return judged
 
 
 def _every_input(runtime: Runtime) -> list[TopicPartition]:

@@ -10,6 +10,7 @@ from typing import Any
 from aiokafka.structs import TopicPartition
 
 from streams.live.group_watermark import GroupWatermark
+from streams.live.outbox import Output
 from streams.live.runtime import Runtime
 from streams.live.settings import Settings
 from streams.live.ticker import check_deadlines
@@ -96,3 +97,66 @@ async def test_with_any_partitioner_a_deadline_waits_for_every_input_partition()
     await check_deadlines(app, runtime, clock, "ticks", side, lambda p, now: None)  # type: ignore[arg-type]
     assert side.ticks == [0]
     assert runtime.safe_until(runtime.parts[0]) is not None
+
+
+def _app_owning(*partitions: int) -> Any:
+    actives = {TopicPartition(topic, p) for topic in INPUTS for p in partitions}
+    return SimpleNamespace(
+        rebalancing=False,
+        tables=SimpleNamespace(actives_ready=True),
+        assignor=SimpleNamespace(assigned_actives=lambda: actives),
+    )
+
+
+async def _run_owning_both(reroute_pending: bool) -> tuple[Runtime, _AgentOnTheOtherSide, Any]:
+    """A worker that judges both partitions; a-1 holds 5 records, which it has judged, but no
+    commit has happened yet (the group's committed offsets are all 0)."""
+    memory = type("MemoryStore", (), {"data": {}})()
+    runtime = Runtime(
+        Settings(partitions=2), Policy(), FaustTable(memory), INPUTS, group=GroupWatermark()
+    )
+    runtime.part(0).engine.apply(event("aftersale.requested"), T0)
+    clock = FakeClock(T0 + REVIEW + timedelta(seconds=1))
+    side = _AgentOnTheOtherSide(runtime)
+    asked: list[TopicPartition] = []
+
+    async def ends(tps: Any) -> dict[TopicPartition, int]:
+        return {tp: 5 if tp == TopicPartition("a", 1) else 0 for tp in tps}
+
+    async def committed(tps: Any) -> dict[TopicPartition, int]:
+        wanted = list(tps)
+        asked.extend(wanted)
+        return dict.fromkeys(wanted, 0)
+
+    side.end_offsets = ends  # type: ignore[method-assign]
+    side.start_offsets = committed  # type: ignore[method-assign]
+    app = _app_owning(0, 1)
+    await check_deadlines(app, runtime, clock, "ticks", side, lambda p, now: None)  # type: ignore[arg-type]
+    runtime.parts[1].watermark.processed("a", 4)  # a-1 judged to its end, not yet committed
+    if reroute_pending:  # ... one of its records rerouted to partition 0, not yet committed
+        runtime.parts[1].outbox.emit_to(Output("r", b"o-1", b"{}", partition=0))
+    asked.clear()
+    for _ in range(3):
+        clock.advance(timedelta(seconds=0.2))
+        await check_deadlines(app, runtime, clock, "ticks", side, lambda p, now: None)  # type: ignore[arg-type]
+    return runtime, side, (asked, app, clock)
+
+
+async def test_partitions_judged_here_count_as_far_as_judged_without_waiting_for_a_commit() -> None:
+    _, side, (asked, _, _) = await _run_owning_both(reroute_pending=False)
+    assert set(side.ticks) == {0}  # ticked (again at each run: nothing fires here)
+    assert asked == []  # every input partition is judged here: the broker is not asked
+
+
+async def test_a_reroute_not_yet_committed_holds_the_group_until_it_commits() -> None:
+    runtime, side, (asked, app, clock) = await _run_owning_both(reroute_pending=True)
+    assert side.ticks == []  # partition 0's owner cannot read the reroute before its commit
+    assert TopicPartition("a", 1) in asked  # a-1 counts as far as committed
+    outbox = runtime.parts[1].outbox
+    outbox.settle(outbox.take())  # the transaction with the reroute committed
+    assert not outbox.sends_elsewhere
+    clock.advance(timedelta(seconds=0.2))
+    await check_deadlines(app, runtime, clock, "ticks", side, lambda p, now: None)  # type: ignore[arg-type]
+    clock.advance(timedelta(seconds=0.2))
+    await check_deadlines(app, runtime, clock, "ticks", side, lambda p, now: None)  # type: ignore[arg-type]
+    assert set(side.ticks) == {0}  # ticked (again at each run: nothing fires here)

@@ -113,3 +113,30 @@ def _encoded(batch: Batch, key: bytes = b"o-7") -> bytes:
     value = batch.states[key]
     assert value is not None
     return value
+
+
+def test_records_for_other_partitions_are_pending_until_their_transaction_ends() -> None:
+    outbox = Outbox(0, DictLocalStore())
+    outbox.emit("actions", b"o-7", b"{}")  # for this partition: no matter
+    assert not outbox.sends_elsewhere
+    outbox.emit_to(Output("reroute", b"o-8", b"{}", partition=3))
+    assert outbox.sends_elsewhere
+    first = outbox.take()
+    assert outbox.sends_elsewhere  # sent, its transaction not yet committed
+    outbox.emit_to(Output("reroute", b"o-9", b"{}", partition=2))
+    second = outbox.take()
+    outbox.settle(first)
+    assert outbox.sends_elsewhere  # the second is still in flight
+    outbox.abandon(second)  # aborted: its reroute is lost until partition 0 is read again
+    assert outbox.sends_elsewhere
+    outbox.settle(outbox.take())
+    assert outbox.sends_elsewhere  # for good: the partition's judged position overstates
+
+
+def test_an_aborted_batch_without_records_for_elsewhere_loses_nothing_elsewhere() -> None:
+    outbox = Outbox(0, DictLocalStore())
+    outbox.emit_to(Output("reroute", b"o-8", b"{}", partition=3))
+    outbox.settle(outbox.take())
+    outbox.emit("actions", b"o-7", b"{}")
+    outbox.abandon(outbox.take())
+    assert not outbox.sends_elsewhere
