@@ -18,11 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Final, NamedTuple, Protocol
 
 from streams.live.tally import Tally
+from streams.rules.cases import Case
 from streams.rules.orders import OrderState
-from streams.rules.state_codec import decode_state, encode
+from streams.rules.state_codec import decode_due, decode_state, encode
 
 
 class LocalStore(Protocol):
@@ -142,6 +144,19 @@ class Outbox(MutableMapping[str, OrderState]):
             order_id = key.decode("utf-8")
             if order_id not in newest:
                 yield order_id, decode_state(data)
+
+    def due_views(self) -> Iterator[tuple[str, Case | None, datetime | None]]:
+        """`states()` as the due index needs it: (order id, open case, latest instant seen),
+        the stored ones read without building the rest of their state (`decode_due`)."""
+        newest = {**self._committing, **self._written}
+        for order_id, state in newest.items():
+            if state is not DELETED:
+                yield order_id, state.open, state.last_at
+        for key, data in self.local.items():
+            order_id = key.decode("utf-8")
+            if order_id not in newest:
+                view = decode_due(data)
+                yield order_id, view.open, view.last_at
 
     # outputs and commits ----------------------------------------------------------------
     def emit(self, topic: str, key: bytes | None, value: bytes) -> None:

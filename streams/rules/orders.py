@@ -51,11 +51,7 @@ class OrderState(msgspec.Struct, array_like=True, tag=2, forbid_unknown_fields=T
     def next_due(self, policy: Policy) -> datetime | None:
         """When this order next needs the clock: a reminder or a deadline of its open case, or
         (with no open case) the end of its retention."""
-        case = self.open
-        if case is None:
-            return self._expiry(policy)
-        item = case.next_due(policy)
-        return None if item is None else item[0]
+        return next_due(self.open, self.last_at, policy)
 
     def fire_next(
         self, upto: datetime, policy: Policy, forget_upto: datetime | None = None
@@ -87,8 +83,7 @@ class OrderState(msgspec.Struct, array_like=True, tag=2, forbid_unknown_fields=T
 
     def _expiry(self, policy: Policy) -> datetime | None:
         """When the policy's retention forgets this order (if it has no open case)."""
-        keep, last = policy.order_retention, self.last_at
-        return None if keep is None or last is None else last + keep
+        return _expiry(self.last_at, policy)
 
     def seen(self, at: datetime) -> None:
         """The order saw instant `at` (an applied event, a fired deadline)."""
@@ -207,3 +202,16 @@ class OrderState(msgspec.Struct, array_like=True, tag=2, forbid_unknown_fields=T
 
 #: Who decided a refund, by what closed the case (else: the merchant's own refund).
 _CAUSES: dict[str, RefundCause] = {"auto_refund": "auto", "aftersale.resolved": "platform"}
+
+
+def next_due(case: Case | None, last_at: datetime | None, policy: Policy) -> datetime | None:
+    """`OrderState.next_due` of an order with open case `case` that last saw `last_at`."""
+    if case is None:
+        return _expiry(last_at, policy)
+    item = case.next_due(policy)
+    return None if item is None else item[0]
+
+
+def _expiry(last_at: datetime | None, policy: Policy) -> datetime | None:
+    keep = policy.order_retention
+    return None if keep is None or last_at is None else last_at + keep

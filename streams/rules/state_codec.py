@@ -34,7 +34,9 @@ from typing import Any, Final
 
 import msgspec
 
+from streams.contract.times import Instant
 from streams.errors import ContractError
+from streams.rules.cases import Case
 from streams.rules.orders import OrderState
 
 VERSION: Final = 2
@@ -68,6 +70,35 @@ def decode_state(data: bytes) -> OrderState:
                 f"order state version {VERSION} is malformed: {when.isoformat()} is not UTC"
             )
     return state
+
+
+class DueView(msgspec.Struct, array_like=True, tag=VERSION, forbid_unknown_fields=True, gc=False):
+    """What the due index needs of version-2 state bytes (the open case and the latest instant
+    the order saw), read without building the rest: rebuilding the index of a million orders
+    at a start decodes each once (`decode_due`)."""
+
+    order_id: msgspec.Raw
+    delivered_at: msgspec.Raw
+    paid: msgspec.Raw
+    refunded: msgspec.Raw
+    event_ids: msgspec.Raw
+    open: Case | None = None
+    closed: msgspec.Raw = msgspec.Raw(b"{}")
+    last_at: Instant | None = None
+
+
+_due_decoder: Final = msgspec.json.Decoder(DueView)
+
+
+def decode_due(data: bytes) -> DueView:
+    """The open case and latest instant of version-2 state bytes (not checked as thoroughly
+    as `decode_state`: the engine decodes an order fully before it acts on it);
+    ContractError if they are not version-2 state bytes."""
+    try:
+        view: DueView = _due_decoder.decode(data)
+    except (msgspec.DecodeError, RecursionError) as error:
+        raise ContractError(_why(data, error)) from None
+    return view
 
 
 def _why(data: bytes, error: Exception) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 from bisect import insort
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Final
 
@@ -59,6 +60,30 @@ class TimerWheel:
             heapq.heappush(self._slot_heap, slot)
         else:
             bucket.append(entry)
+
+    def load(self, entries: Iterable[tuple[str, datetime]]) -> None:
+        """`schedule` each (key, when) in turn; into an empty wheel, without its per-entry
+        bookkeeping (a rebuilt index of a million orders: half the time)."""
+        if self._live or self._slots or self._pos < len(self._current):
+            for key, when in entries:
+                self.schedule(key, when)
+            return
+        live, slots, seq, floor = self._live, self._slots, self._seq, self.floor
+        for key, when in entries:
+            seq += 1
+            live[key] = seq
+            if when < floor:
+                floor = when
+            slot = int(when.timestamp()) >> _SLOT_SHIFT
+            bucket = slots.get(slot)
+            if bucket is None:
+                slots[slot] = [(when, seq, key)]
+            else:
+                bucket.append((when, seq, key))
+        self._seq, self.floor = seq, floor
+        self._current, self._current_slot, self._pos = [], None, 0
+        self._slot_heap = list(slots)
+        heapq.heapify(self._slot_heap)
 
     def discard(self, key: str) -> None:
         """Forget `key` (its entries are skipped when reached)."""

@@ -16,8 +16,9 @@ from streams.contract.events import decode
 from streams.errors import ContractError, InputError
 from streams.rules.cases import Case
 from streams.rules.engine import Engine
-from streams.rules.orders import OrderState
-from streams.rules.state_codec import decode_state, encode
+from streams.rules.orders import OrderState, next_due
+from streams.rules.policy import Policy
+from streams.rules.state_codec import decode_due, decode_state, encode
 from tests.unit.factories import T0
 from tests.unit.strategies import Scenario, scenarios
 
@@ -65,6 +66,26 @@ def test_every_state_the_engine_reaches_round_trips(scenario: Scenario) -> None:
         assert decoded == state
         assert encode(state) == data
         assert encode(decoded) == data
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios())
+def test_the_due_view_gives_the_due_time_of_the_full_state(scenario: Scenario) -> None:
+    kept = Policy(order_retention=timedelta(days=3))  # an order with no open case is due too
+    for state in states_along(scenario):
+        view = decode_due(encode(state))
+        assert view.open == state.open
+        assert view.last_at == state.last_at
+        for policy in (scenario.policy, kept):
+            assert next_due(view.open, view.last_at, policy) == state.next_due(policy)
+
+
+@pytest.mark.parametrize("version", [1, 3])
+def test_the_due_view_refuses_other_versions_as_decode_state_does(version: int) -> None:
+    obj = _array()
+    obj[0] = version
+    with pytest.raises(ContractError, match=f"format version {version}; this build reads"):
+        decode_due(orjson.dumps(obj))
 
 
 def test_every_field_is_encoded_in_declaration_order() -> None:

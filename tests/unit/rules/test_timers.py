@@ -266,3 +266,49 @@ def test_wheel_matches_a_reference_model(
         assert all(wheel.floor <= w for w, _ in model.values())
     rest = sorted((w, s, k) for k, (w, s) in model.items())
     assert drain(wheel) == [(k, w) for w, _, k in rest]
+
+
+# --- property: a bulk load is the same as scheduling each entry in turn ------------------------
+
+entries = st.lists(st.tuples(keys, instants), max_size=30)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(keys, instants), max_size=5), entries, operations)
+def test_load_is_schedule_in_turn(
+    before: list[tuple[str, datetime]],
+    loaded: list[tuple[str, datetime]],
+    ops: list[tuple[str, str | None, datetime | None]],
+) -> None:
+    bulk, one_by_one = TimerWheel(), TimerWheel()
+    for key, when in before:  # none: the fast path into an empty wheel; else the general one
+        bulk.schedule(key, when)
+        one_by_one.schedule(key, when)
+    bulk.load(iter(loaded))
+    for key, when in loaded:
+        one_by_one.schedule(key, when)
+    assert len(bulk) == len(one_by_one)
+    assert bulk.peek() == one_by_one.peek()
+    for op, op_key, op_when in ops:
+        for wheel in (bulk, one_by_one):
+            if op == "schedule":
+                assert op_key is not None
+                wheel.schedule(op_key, op_when)
+            elif op in ("unschedule", "discard"):
+                assert op_key is not None
+                wheel.discard(op_key)
+        if op == "pop":
+            assert op_when is not None
+            assert bulk.pop_next(op_when) == one_by_one.pop_next(op_when)
+        elif op == "peek":
+            assert bulk.peek() == one_by_one.peek()
+    assert drain(bulk) == drain(one_by_one)
+
+
+def test_load_after_a_drain_starts_a_fresh_index() -> None:
+    wheel = TimerWheel()
+    wheel.schedule("a", at(5))
+    assert drain(wheel) == [("a", at(5))]
+    wheel.load([("b", at(70)), ("c", at(1)), ("b", at(2))])
+    assert wheel.floor == at(1)
+    assert drain(wheel) == [("c", at(1)), ("b", at(2))]
