@@ -60,10 +60,15 @@ class InputRecord:
         return datetime.fromtimestamp(self.appended_ms / 1000, UTC)
 
 
+def _append_key(r: InputRecord) -> tuple[int, int, int, int]:
+    return r.appended_ms, RANK[r.topic], r.partition, r.offset
+
+
 def append_order(records: Iterable[InputRecord]) -> list[InputRecord]:
     """The records of both input topics in the order the broker appended them: by append time,
-    then topic rank (order-events first), then partition and offset."""
-    return sorted(records, key=lambda r: (r.appended_ms, RANK[r.topic], r.partition, r.offset))
+    then topic rank (order-events first), then partition and offset (records a producer sent
+    in one batch share their append time)."""
+    return sorted(records, key=_append_key)
 
 
 def _object(value: bytes | str | None) -> dict[str, Any] | None:
@@ -212,13 +217,13 @@ def judge(records: Sequence[InputRecord], expected: Outputs, actual: Outputs) ->
         """The order's cases opened before `case` (their first record appended earlier): an
         order has one open case at a time, so their outcome decides whether `case` opens."""
         mine = by_case.get(case)
-        first = mine[0].record.appended_ms if mine else None
+        first = _append_key(mine[0].record) if mine else None
         return [
             other
             for other, records in by_case.items()
             if other[0] == case[0]
             and other != case
-            and (first is None or records[0].record.appended_ms < first)
+            and (first is None or _append_key(records[0].record) < first)
         ]
 
     def note(diff: Difference, into: list[Difference]) -> None:

@@ -163,3 +163,21 @@ def test_a_race_of_a_case_explains_the_orders_later_case() -> None:
     assert verdict.unexplained == []
     assert set(verdict.raced) == {("o-1", "c-1"), ("o-1", "c-2")}
     assert verdict.raced[("o-1", "c-2")][0].startswith("(earlier case c-1) deadline")
+
+
+def test_a_race_explains_a_later_case_written_in_the_same_batch() -> None:
+    # The campaign's case: after a broker restart the producer sent the request, the late
+    # rejection and the next case's request in one batch: one append time. The later case is
+    # later by offset.
+    request = record("aftersale.requested", 0, 9.0, 0)
+    late = record("aftersale.rejected", 5.0, 9.0, 1)
+    second = record("aftersale.requested", 8.0, 9.0, 2)
+    second = InputRecord(
+        second.topic, 0, 2, second.appended_ms, second.value.replace(b'"c-1"', b'"c-2"')
+    )
+    expected = Outputs(
+        [action(6)], [reminder()], [letter(late.value), letter(second.value, "case_already_open")]
+    )
+    verdict = judge([request, late, second], expected, Outputs([], [], []))
+    assert verdict.unexplained == []
+    assert verdict.raced[("o-1", "c-2")][0].startswith("(earlier case c-1) deadline")
