@@ -10,6 +10,7 @@
     uncommitted_seek  seeking to committed offsets also rewinds partitions never committed,
                  so records faust dropped at a rebalance are read again
     active_snapshot  the consumer thread drains only the partitions active when asked
+    table_start  the table manager starts at once (faust waited a second for late tables)
 
 `install()` installs them all, once, and refuses to (a `DependencyError` naming the package)
 on a faust-streaming or aiokafka version they were not written for. `upstream.py` lists every
@@ -29,6 +30,7 @@ from streams.patches import (
     handoff,
     recovery,
     static_leave,
+    table_start,
     uncommitted_seek,
 )
 
@@ -60,3 +62,4 @@ def install() -> None:
     static_leave.install()
     uncommitted_seek.install()
     active_snapshot.install()
+    table_start.install()

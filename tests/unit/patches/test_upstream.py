@@ -21,6 +21,7 @@ from streams.patches import (
     handoff,
     recovery,
     static_leave,
+    table_start,
     uncommitted_seek,
 )
 from streams.patches.upstream import FINGERPRINTS, SUPPORTED, fingerprint, source_of
@@ -33,6 +34,7 @@ PATCH_MODULES = (
     static_leave,
     uncommitted_seek,
     active_snapshot,
+    table_start,
 )
 
 
