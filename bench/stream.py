@@ -157,6 +157,9 @@ async def group_lag(admin: AIOKafkaAdminClient, group: str, *topics: str) -> int
 
 
 class Worker:
+    #: The worker's log level (its log: the run's folder, `<name>/worker.log`, with `--keep`).
+    log_level = "warning"
+
     def __init__(self, prefix: str, folder: Path, policy: Path, name: str = "app") -> None:
         self.prefix, self.folder, self.policy = prefix, folder / name, policy
         self.folder.mkdir(exist_ok=True)
@@ -190,7 +193,7 @@ class Worker:
         log = (self.folder / "worker.log").open("ab")
         started = time.monotonic()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.tools.cli", "worker", "--loglevel", "warning"],
+            [sys.executable, "-m", "streams.tools.cli", "worker", "--loglevel", self.log_level],
             env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         return started
@@ -518,7 +521,13 @@ def main() -> int:
     parser.add_argument(
         "--keep", action="store_true", help="keep the run's topics and worker state afterwards"
     )
+    parser.add_argument(
+        "--worker-log-level",
+        default="warning",
+        help="the workers' log level (info shows each phase of a start, with --keep)",
+    )
     args = parser.parse_args()
+    Worker.log_level = args.worker_log_level
     args.cases = max(args.cases, args.throughput_events)
     asyncio.run(main_async(args))
     return 0
