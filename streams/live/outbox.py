@@ -18,13 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Final, NamedTuple, Protocol
+from typing import Any, Final, NamedTuple, Protocol, TypeVar, overload
 
 from streams.live.tally import Tally
-from streams.rules.cases import Case
 from streams.rules.orders import OrderState
-from streams.rules.state_codec import decode_due, decode_state, encode
+from streams.rules.state_codec import decode_state, encode
 
 
 class LocalStore(Protocol):
@@ -56,6 +54,8 @@ class Output(NamedTuple):
 
 #: What `Outbox` holds for an order deleted since the last commit (compared by identity).
 DELETED: Final = OrderState("")
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -91,9 +91,10 @@ class Outbox(MutableMapping[str, OrderState]):
     #: Orders of aborted batches: the engine's due index may still hold their aborted state.
     _aborted: set[str] = field(default_factory=set)
     _in_flight: int = 0
-    #: Records for other partitions (`emit_to`: reroutes) not yet in a committed transaction;
-    #: -1 once such a record was in an aborted one (lost until the partition is read again).
+    #: Records for other partitions (`emit_to`: reroutes) not yet in a committed transaction.
     _elsewhere: int = 0
+    #: Whether such a record was in an aborted one (lost until the partition is read again).
+    _lost_elsewhere: bool = False
 
     # MutableMapping over states -------------------------------------------------------
     def __getitem__(self, order_id: str) -> OrderState:
@@ -136,27 +137,19 @@ class Outbox(MutableMapping[str, OrderState]):
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
-    def states(self) -> Iterator[tuple[str, OrderState]]:
-        """Every order of the partition with its newest state, in one pass over the store."""
+    @overload
+    def states(self) -> Iterator[tuple[str, OrderState]]: ...
+    @overload
+    def states(self, decode: Callable[[bytes], T]) -> Iterator[tuple[str, OrderState | T]]: ...
+    def states(self, decode: Callable[[bytes], Any] = decode_state) -> Iterator[tuple[str, Any]]:
+        """Every order of the partition with its newest state, in one pass over the store; the
+        stored ones read by `decode` (the due index reads them with `decode_due`)."""
         newest = {**self._committing, **self._written}
         yield from ((order_id, s) for order_id, s in newest.items() if s is not DELETED)
         for key, data in self.local.items():
             order_id = key.decode("utf-8")
             if order_id not in newest:
-                yield order_id, decode_state(data)
-
-    def due_views(self) -> Iterator[tuple[str, Case | None, datetime | None]]:
-        """`states()` as the due index needs it: (order id, open case, latest instant seen),
-        the stored ones read without building the rest of their state (`decode_due`)."""
-        newest = {**self._committing, **self._written}
-        for order_id, state in newest.items():
-            if state is not DELETED:
-                yield order_id, state.open, state.last_at
-        for key, data in self.local.items():
-            order_id = key.decode("utf-8")
-            if order_id not in newest:
-                view = decode_due(data)
-                yield order_id, view.open, view.last_at
+                yield order_id, decode(data)
 
     # outputs and commits ----------------------------------------------------------------
     def emit(self, topic: str, key: bytes | None, value: bytes) -> None:
@@ -167,7 +160,7 @@ class Outbox(MutableMapping[str, OrderState]):
         """Queue a record for another partition (`output.partition`), with its own timestamp
         and headers, in this partition's next commit."""
         self._outputs.append(output)
-        if output.partition is not None and self._elsewhere >= 0:
+        if output.partition is not None:
             self._elsewhere += 1
 
     @property
@@ -175,7 +168,7 @@ class Outbox(MutableMapping[str, OrderState]):
         """Whether records for other partitions wait for a commit (pending or being
         committed), or were lost in an aborted one: a read_committed reader of their
         partitions cannot see them (yet, or before this partition is read again)."""
-        return self._elsewhere != 0
+        return self._elsewhere > 0 or self._lost_elsewhere
 
     def unsettled(self) -> set[str]:
         """Orders whose newest state, as the engine last saw it, is not in the local store."""
@@ -216,9 +209,10 @@ class Outbox(MutableMapping[str, OrderState]):
         self._done(batch, committed=False)
 
     def _done(self, batch: Batch, committed: bool = True) -> None:
-        if self._elsewhere >= 0:
-            elsewhere = sum(1 for out in batch.outputs if out.partition is not None)
-            self._elsewhere = self._elsewhere - elsewhere if committed or not elsewhere else -1
+        elsewhere = sum(1 for out in batch.outputs if out.partition is not None)
+        self._elsewhere -= elsewhere
+        if elsewhere and not committed:
+            self._lost_elsewhere = True
         self._in_flight -= 1
         if self._in_flight == 0:
             # Nothing else is being committed: every state taken is in the local store.

@@ -40,6 +40,7 @@ from streams.rules.effects import Phase
 from streams.rules.engine import Engine
 from streams.rules.orders import next_due
 from streams.rules.policy import Policy, Rule
+from streams.rules.state_codec import decode_due
 from streams.rules.timers import TimerWheel
 
 log = logging.getLogger("aftersale.worker")
@@ -233,7 +234,8 @@ def rebuild_due_index(part: PartitionRuntime, policy: Policy) -> tuple[int, int]
 
     def entries() -> Iterator[tuple[str, datetime]]:
         nonlocal orders
-        for order_id, case, last_at in part.outbox.due_views():
+        for order_id, state in part.outbox.states(decode_due):
+            case, last_at = state.open, state.last_at
             orders += 1
             if case is not None:
                 phases[case.phase] += 1
