@@ -51,11 +51,7 @@ encode: Final = _encoder.encode
 
 def decode_state(data: bytes) -> OrderState:
     """The `OrderState` encoded in `data`; ContractError if it is not version-2 state bytes."""
-    try:
-        state: OrderState = _decoder.decode(data)
-    except (msgspec.DecodeError, RecursionError) as error:
-        # msgspec runs out of stack on deep nesting rather than refusing it
-        raise ContractError(_why(data, error)) from None
+    state: OrderState = _decode(_decoder, data)
     # Instants are UTC (the engine makes no other): an offset would decode to an equal state
     # that encodes to other bytes.
     case = state.open
@@ -94,11 +90,16 @@ def decode_due(data: bytes) -> DueView:
     """The open case and latest instant of version-2 state bytes (not checked as thoroughly
     as `decode_state`: the engine decodes an order fully before it acts on it);
     ContractError if they are not version-2 state bytes."""
-    try:
-        view: DueView = _due_decoder.decode(data)
-    except (msgspec.DecodeError, RecursionError) as error:
-        raise ContractError(_why(data, error)) from None
+    view: DueView = _decode(_due_decoder, data)
     return view
+
+
+def _decode(decoder: msgspec.json.Decoder[Any], data: bytes) -> Any:
+    try:
+        return decoder.decode(data)
+    except (msgspec.DecodeError, RecursionError) as error:
+        # msgspec runs out of stack on deep nesting rather than refusing it
+        raise ContractError(_why(data, error)) from None
 
 
 def _why(data: bytes, error: Exception) -> str:
