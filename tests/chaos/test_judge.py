@@ -26,9 +26,14 @@ def at(seconds: float) -> str:
 
 
 def record(
-    event_type: str, occurred: float, appended: float, offset: int = 0, **fields: Any
+    event_type: str,
+    occurred: float,
+    appended: float,
+    offset: int = 0,
+    case_id: str = "c-1",
+    **fields: Any,
 ) -> InputRecord:
-    body = {"event_id": f"e-{offset}", "type": event_type, "order_id": "o-1", "case_id": "c-1"}
+    body = {"event_id": f"e-{offset}", "type": event_type, "order_id": "o-1", "case_id": case_id}
     body.update(occurred_at=at(occurred), **fields)
     topic = ORDER_EVENTS if event_type.startswith("order.") else AFTERSALE_EVENTS
     appended_ms = round((T0 + timedelta(seconds=appended)).timestamp() * 1000)
@@ -150,10 +155,7 @@ def test_a_race_of_a_case_explains_the_orders_later_case() -> None:
     # late, so c-1 was auto-approved and still open when c-2 was requested: case_already_open;
     # the worker judged the approval in time... and c-2 opened
     late = record("aftersale.rejected", 5.0, 9.0, 1)
-    second = record("aftersale.requested", 10.0, 10.01, 2)
-    second = InputRecord(
-        second.topic, 0, 2, second.appended_ms, second.value.replace(b'"c-1"', b'"c-2"')
-    )
+    second = record("aftersale.requested", 10.0, 10.01, 2, case_id="c-2")
     expected = Outputs(
         [action(6)], [reminder()], [letter(late.value), letter(second.value, "case_already_open")]
     )
@@ -171,10 +173,7 @@ def test_a_race_explains_a_later_case_written_in_the_same_batch() -> None:
     # later by offset.
     request = record("aftersale.requested", 0, 9.0, 0)
     late = record("aftersale.rejected", 5.0, 9.0, 1)
-    second = record("aftersale.requested", 8.0, 9.0, 2)
-    second = InputRecord(
-        second.topic, 0, 2, second.appended_ms, second.value.replace(b'"c-1"', b'"c-2"')
-    )
+    second = record("aftersale.requested", 8.0, 9.0, 2, case_id="c-2")
     expected = Outputs(
         [action(6)], [reminder()], [letter(late.value), letter(second.value, "case_already_open")]
     )
