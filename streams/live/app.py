@@ -44,6 +44,7 @@ from streams.live.record_limits import PRODUCER_BATCH_BYTES, PRODUCER_REQUEST_BY
 from streams.live.runtime import Runtime
 from streams.live.settings import Settings
 from streams.live.side_clients import SideClients
+from streams.live.table_store import route_restores
 from streams.live.ticker import check_deadlines
 from streams.patches import eos_commit, static_leave
 from streams.rules.clock import Clock, SystemClock
@@ -132,6 +133,7 @@ def build_app(
     # and changelog recovery reads back what was written.
     table.key_serializer = table.value_serializer = "raw"  # type: ignore[attr-defined]
     table.changelog_topic = table._new_changelog_topic()  # type: ignore[attr-defined]
+    route_restores(table, policy)
     group = GroupWatermark() if settings.any_partitioner else None
     runtime = Runtime(settings, policy, table, topics.merged, group=group)
     handler = RecordHandler(runtime, topics, feed_status=settings.status_feed)

@@ -18,11 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any, Final, NamedTuple, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol, TypeVar, overload
 
 from streams.live.tally import Tally
 from streams.rules.orders import OrderState
 from streams.rules.state_codec import decode_state, encode
+
+if TYPE_CHECKING:
+    from streams.live.due_index import DueIndex
 
 
 class LocalStore(Protocol):
@@ -38,6 +41,10 @@ class LocalStore(Protocol):
 
     def changelog_offset(self) -> int | None:
         """The changelog offset the store is current up to (None: not kept)."""
+
+    @property
+    def index(self) -> DueIndex | None:
+        """The due index kept with the state (None: none kept)."""
 
 
 class Output(NamedTuple):

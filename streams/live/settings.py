@@ -172,6 +172,12 @@ class Settings:
         _choice("exactly_once", "at_least_once"),
     )
     tick_interval: float = _setting(0.2, "seconds between checks for due deadlines", _seconds)
+    due_window: float = _setting(
+        600.0,
+        "seconds ahead of now for which due times are held in memory; the rest stay in the "
+        "on-disk due index (RocksDB store) until they come within it",
+        _seconds,
+    )
     instance_id: str = _setting(
         "",
         "this worker's static group membership id (default: the host name, a StatefulSet pod's "

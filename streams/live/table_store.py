@@ -5,6 +5,8 @@ restores it from the changelog. The worker writes to it only after a commit (`ou
 directly and in one batch together with the changelog offset the data is current up to, so
 recovery resumes right after it. (faust's own exactly_once path never records that offset:
 it files it under the changelog partition and looks it up under the source partition.)
+A RocksDB partition also keeps its due index (`due_index.py`) in that batch, and faust's
+restores go the same way (`route_restores`).
 """
 
 from __future__ import annotations
@@ -14,16 +16,19 @@ from typing import Any
 
 import rocksdict
 
+from streams.live.due_index import DueIndex
 from streams.live.partitioning import partition_of
+from streams.rules.policy import Policy
 
 
 class RocksPartition:
-    """One partition's RocksDB database of a faust rocksdb store."""
+    """One partition's RocksDB database of a faust rocksdb store, with its due index."""
 
-    def __init__(self, store: Any, partition: int) -> None:
+    def __init__(self, store: Any, partition: int, policy: Policy) -> None:
         self.store, self.partition = store, partition
         self.db = store._db_for_partition(partition)
         self.offset_key: bytes = store.offset_key
+        self.index = DueIndex(self.db, self.offset_key, policy)
 
     def get(self, key: bytes) -> bytes | None:
         value: bytes | None = self.db.get(key)
@@ -37,6 +42,7 @@ class RocksPartition:
 
     def write(self, items: Mapping[bytes, bytes | None], changelog_offset: int | None) -> None:
         batch = rocksdict.WriteBatch(raw_mode=True)
+        self.index.update(batch, items, changelog_offset)  # reads the values it replaces
         for key, value in items.items():
             if value is None:
                 batch.delete(key)
@@ -53,6 +59,9 @@ class RocksPartition:
 
 class MemoryPartition:
     """One partition's share of a faust memory store (one dict for all partitions)."""
+
+    #: No due index on disk: the memory store is rebuilt from the changelog at every start.
+    index: None = None
 
     def __init__(self, store: Any, partition: int, partitions: int) -> None:
         self.data: dict[bytes, bytes] = store.data
@@ -81,10 +90,25 @@ class MemoryPartition:
 
 
 def local_partition(
-    table: Any, partition: int, partitions: int
+    table: Any, partition: int, partitions: int, policy: Policy
 ) -> RocksPartition | MemoryPartition:
     """The committed local state of `partition` of a faust table."""
     store = table.data
     if hasattr(store, "_db_for_partition"):
-        return RocksPartition(store, partition)
+        return RocksPartition(store, partition, policy)
     return MemoryPartition(store, partition, partitions)
+
+
+def route_restores(table: Any, policy: Policy) -> None:
+    """Have faust write the changelog records it restores into a RocksDB store the way the
+    worker writes (`patches/changelog_write.py`), keeping the due index current."""
+    from streams.patches.changelog_write import WRITER  # faust: the worker's, not a record's
+
+    store = table.data
+    if not hasattr(store, "_db_for_partition"):
+        return
+
+    def write(partition: int, items: Mapping[bytes, bytes | None], offset: int) -> None:
+        RocksPartition(store, partition, policy).write(items, offset)
+
+    setattr(store, WRITER, write)

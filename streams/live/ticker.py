@@ -56,7 +56,7 @@ async def check_deadlines(
         starts = await side.start_offsets(tp for tp in tps if tp.partition not in runtime.ready)
         if runtime.generation != generation or app.rebalancing:
             return
-    new = runtime.reassign(active)
+    new = runtime.reassign(active, clock.now())
     for tp, offset in starts.items():
         if tp.partition in new:
             runtime.parts[tp.partition].watermark.start_at(tp.topic, offset)
@@ -89,6 +89,7 @@ async def check_deadlines(
         part.watermark.sample(
             sampled_at, {t: ends[TopicPartition(t, partition)] for t in runtime.inputs}
         )
+        runtime.widen(partition, now)
         release(partition, now)
         wake, safe = part.engine.next_wakeup(), runtime.safe_until(part)
         idle_behind = runtime.group is not None and bool(part.watermark.behind())

@@ -11,6 +11,8 @@
                  so records faust dropped at a rebalance are read again
     active_snapshot  the consumer thread drains only the partitions active when asked
     table_start  the table manager starts at once (faust waited a second for late tables)
+    changelog_write  restored changelog records go through the worker's write path (and
+                 its due index) when the store has one
 
 `install()` installs them all, once, and refuses to (a `DependencyError` naming the package)
 on a faust-streaming or aiokafka version they were not written for. `upstream.py` lists every
@@ -25,6 +27,7 @@ from importlib import metadata
 from streams.errors import DependencyError
 from streams.patches import (
     active_snapshot,
+    changelog_write,
     eos_commit,
     fetch_stall,
     handoff,
@@ -63,3 +66,4 @@ def install() -> None:
     uncommitted_seek.install()
     active_snapshot.install()
     table_start.install()
+    changelog_write.install()

@@ -51,6 +51,8 @@ FINGERPRINTS: Final[dict[str, str]] = {
     "faust.transport.consumer:Consumer._wait_next_records": "920120740535d0bc",
     # streams.patches.table_start
     "faust.tables.manager:TableManager.on_start": "35aa469ac19e96ab",
+    # streams.patches.changelog_write
+    "faust.stores.rocksdb:Store.apply_changelog_batch": "ec7d6bb0b21540ce",
     # streams.live.app: RawSchema and LeanMonitor override these
     "faust.serializers.schemas:Schema.compile": "85e185110f1e5c9f",
     "faust.sensors.monitor:Monitor.on_message_in": "ac5df8be931ef56f",

@@ -3,6 +3,10 @@
 Keys (order ids) are scheduled at an instant; `pop_next(now)` hands them back one at a time in
 (due time, scheduling order) order. Rescheduling a key simply supersedes its older entry, which
 is skipped when its slot is reached, so scheduling costs O(1) and nothing is searched.
+
+A wheel may hold only a window of time (`horizon`): a key scheduled at or after it is dropped,
+and its owner, which keeps every due time elsewhere (the worker's on-disk index), hands it
+back with `widen` once the window reaches it.
 """
 
 from __future__ import annotations
@@ -36,13 +40,19 @@ class TimerWheel:
         #: Nothing live is due before `floor`: a lower bound (exact after `peek` or `pop_next`)
         #: that lets a caller skip the wheel when nothing can be due yet.
         self.floor = _NEVER
+        #: Keys due at or after `horizon` are not held (None: every key is).
+        self.horizon: datetime | None = None
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._live
 
     def __len__(self) -> int:
         return len(self._live)
 
     def schedule(self, key: str, when: datetime | None) -> None:
-        """Make `when` the key's only due time (None: unschedule)."""
-        if when is None:
+        """Make `when` the key's only due time (None: unschedule; at or after the horizon:
+        not held here)."""
+        if when is None or (self.horizon is not None and when >= self.horizon):
             self._live.pop(key, None)
             return
         self._seq += 1
@@ -69,7 +79,10 @@ class TimerWheel:
                 self.schedule(key, when)
             return
         live, slots, seq, floor = self._live, self._slots, self._seq, self.floor
+        horizon = self.horizon
         for key, when in entries:
+            if horizon is not None and when >= horizon:
+                continue
             seq += 1
             live[key] = seq
             if when < floor:
@@ -84,6 +97,15 @@ class TimerWheel:
         self._current, self._current_slot, self._pos = [], None, 0
         self._slot_heap = list(slots)
         heapq.heapify(self._slot_heap)
+
+    def widen(self, horizon: datetime, entries: Iterable[tuple[str, datetime]]) -> None:
+        """Move the horizon out to `horizon` and schedule `entries` (the keys due between the
+        old horizon and the new), except keys held already: their entry is newer."""
+        self.horizon = horizon
+        live = self._live
+        for key, when in entries:
+            if key not in live:
+                self.schedule(key, when)
 
     def discard(self, key: str) -> None:
         """Forget `key` (its entries are skipped when reached)."""

@@ -62,6 +62,9 @@ def event(
 class DictLocalStore:
     """A `streams.live.outbox.LocalStore` in a dict, recording every write and its offset."""
 
+    #: No due index kept (as the memory store).
+    index: None = None
+
     def __init__(self) -> None:
         self.data: dict[bytes, bytes] = {}
         self.writes: list[tuple[dict[bytes, bytes | None], int | None]] = []

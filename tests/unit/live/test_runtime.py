@@ -108,7 +108,8 @@ def test_a_partition_written_elsewhere_meanwhile_is_indexed_in_full(
     elsewhere = _runtime(store).part(0).engine
     elsewhere.apply(event("aftersale.requested", timedelta(hours=3), order_id="o-3"), T0)
     state = elsewhere.store["o-3"]
-    local_partition(FaustTable(store), 0, 1).write({b"o-3": encode(state)}, changelog_offset=9)
+    local = local_partition(FaustTable(store), 0, 1, POLICY)
+    local.write({b"o-3": encode(state)}, changelog_offset=9)
     runtime.keep_only({0})
     runtime.reassign({0})
     engine = runtime.part(0).engine
@@ -162,3 +163,63 @@ def test_an_index_reused_by_the_agent_is_parked_again_before_the_timer_ran(
     runtime.reassign({0})
     assert runtime.part(0).engine.wheel is wheel
     assert runtime.part(0).engine.next_wakeup() == T0 + REVIEW
+
+
+def _windowed(table_store: object, window_s: float = 3600.0) -> Runtime:
+    settings = Settings(partitions=1, due_window=window_s)
+    return Runtime(settings, POLICY, FaustTable(table_store), ("o", "a"))
+
+
+def _requests_committed(runtime: Runtime, hours: list[int]) -> None:
+    """Requests of o-<h> at T0 + h hours, committed: each due REVIEW later."""
+    part = runtime.part(0)
+    for h in hours:
+        part.engine.apply(event("aftersale.requested", timedelta(hours=h), order_id=f"o-{h}"), T0)
+    batch = part.outbox.take()
+    batch.changelog_offset = 10
+    part.outbox.settle(batch)
+
+
+def test_a_start_reads_only_the_window_from_the_on_disk_index(
+    store: FaustRocksStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _requests_committed(_windowed(store), [0, 1, 2, 5])
+    restarted = _windowed(store)  # a new process over the same store
+    _no_full_rebuild(monkeypatch)
+    restarted.reassign({0}, now=T0 + REVIEW - timedelta(minutes=30))
+    part = restarted.part(0)
+    assert len(part.engine.wheel) == 1  # o-0; the rest are due after the window
+    assert part.phases == {"review": 4}  # the gauges' counts from the index's meta
+    # the window moves on once half of it has passed, and brings the next due times in
+    restarted.widen(0, T0 + REVIEW - timedelta(minutes=5))
+    assert len(part.engine.wheel) == 1  # not yet half way
+    restarted.widen(0, T0 + REVIEW + timedelta(hours=1, minutes=30))
+    fired = part.engine.advance(T0 + REVIEW + timedelta(hours=2))
+    assert sorted(a.order_id for a in fired if isinstance(a, Action)) == ["o-0", "o-1", "o-2"]
+    restarted.widen(0, T0 + REVIEW + timedelta(hours=4, minutes=30))
+    fired = part.engine.advance(T0 + REVIEW + timedelta(hours=5))
+    assert [a.order_id for a in fired if isinstance(a, Action)] == ["o-5"]
+
+
+def test_a_change_due_past_the_window_comes_back_with_it_before_it_is_committed(
+    store: FaustRocksStore,
+) -> None:
+    runtime = _windowed(store)
+    runtime.reassign({0}, now=T0)
+    part = runtime.part(0)
+    later = event("aftersale.requested", timedelta(hours=3), order_id="o-3")
+    part.engine.apply(later, T0 + timedelta(hours=3))
+    assert len(part.engine.wheel) == 0  # due past the window: not held
+    part.outbox.take()  # being committed, not yet settled
+    runtime.widen(0, T0 + timedelta(hours=3) + REVIEW - timedelta(minutes=10))
+    assert part.engine.next_wakeup() == T0 + timedelta(hours=3) + REVIEW
+
+
+def test_an_index_that_is_not_current_is_rebuilt_at_the_start(store: FaustRocksStore) -> None:
+    _requests_committed(_windowed(store), [0, 1])
+    local = local_partition(FaustTable(store), 0, 1, POLICY)
+    local.db.put(local.offset_key, b"12")  # the store moved on without its index
+    restarted = _windowed(store)
+    restarted.reassign({0}, now=T0 + REVIEW + timedelta(minutes=30))
+    assert local.index.current() is not None
+    assert len(restarted.part(0).engine.wheel) == 2

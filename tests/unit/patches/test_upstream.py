@@ -16,6 +16,7 @@ from streams.errors import DependencyError
 from streams.live.app import LeanMonitor, RawSchema
 from streams.patches import (
     active_snapshot,
+    changelog_write,
     eos_commit,
     fetch_stall,
     handoff,
@@ -35,6 +36,7 @@ PATCH_MODULES = (
     uncommitted_seek,
     active_snapshot,
     table_start,
+    changelog_write,
 )
 
 
