@@ -13,7 +13,8 @@
   a record does no I/O. State changes and output records wait in the partition's outbox; at
   each commit they go into the partition's transaction together with the input offsets, and
   reach the local store only once that transaction has committed.
-* Deadlines: each partition has its own engine with a timer wheel, built from the table when
+* Deadlines: each partition has its own engine with a timer wheel holding the due times of a
+  window ahead, read from the on-disk due index kept beside the state (`due_index.py`) when
   the partition is assigned; a revoked one is parked and reused if the partition comes back
   unchanged (`runtime.py`). A guarded timer (`ticker.py`) finds partitions with something
   due and writes a small tick record to that partition of the internal ticks topic; the agent

@@ -54,6 +54,9 @@ class Meta(msgspec.Struct, forbid_unknown_fields=True):
     format: int
     policy: str
     changelog_offset: int | None
+    #: Orders in the store, and how many of them have a due time (an index entry).
+    orders: int = 0
+    due: int = 0
     phases: dict[str, int] = msgspec.field(default_factory=dict)
     rules: dict[str, int] = msgspec.field(default_factory=dict)
 
@@ -193,16 +196,20 @@ class DueIndex:
         keys = list(items)
         olds: list[bytes | None] = self.db.get(keys) if keys else []
         phases, rules = Counter(meta.phases), Counter(meta.rules)
+        orders, due = meta.orders, meta.due
         family, policy = self.family, self.policy
         for key, old in zip(keys, olds, strict=True):
             new = items[key]
+            orders += (new is not None) - (old is not None)
             before, after = facts_of(old, policy), facts_of(new, policy)
             if before.due != after.due:
                 order_id = key.decode("utf-8")
                 if before.due is not None:
                     batch.delete(entry_key(before.due, order_id), family)
+                    due -= 1
                 if after.due is not None:
                     batch.put(entry_key(after.due, order_id), b"", family)
+                    due += 1
             if before.phase != after.phase:
                 if before.phase is not None:
                     phases[before.phase] -= 1
@@ -214,7 +221,9 @@ class DueIndex:
                 if after.rule is not None:
                     rules[after.rule] += 1
         offset = meta.changelog_offset if changelog_offset is None else changelog_offset
-        updated = Meta(FORMAT, self.fingerprint, offset, _positive(phases), _positive(rules))
+        updated = Meta(
+            FORMAT, self.fingerprint, offset, orders, due, _positive(phases), _positive(rules)
+        )
         batch.put(META_KEY, _meta_encoder.encode(updated), family)
 
     def rebuild(self, states: Iterator[tuple[bytes, bytes]]) -> Meta:
@@ -227,8 +236,9 @@ class DueIndex:
         batch = rocksdict.WriteBatch(raw_mode=True)
         batch.delete(META_KEY, family)
         batch.delete_range(b"\x00", _END, family)
-        written = 0
+        written = orders = 0
         for key, data in states:
+            orders += 1
             facts = facts_of(data, policy)
             if facts.due is not None:
                 batch.put(entry_key(facts.due, key.decode("utf-8")), b"", family)
@@ -241,7 +251,7 @@ class DueIndex:
             if facts.rule is not None:
                 rules[facts.rule] += 1
         # the meta last: an index cut short by a crash is not current, and is built again
-        meta = Meta(FORMAT, self.fingerprint, offset, dict(phases), dict(rules))
+        meta = Meta(FORMAT, self.fingerprint, offset, orders, written, dict(phases), dict(rules))
         batch.put(META_KEY, _meta_encoder.encode(meta), family)
         self.db.write(batch)
         return meta

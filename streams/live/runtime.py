@@ -241,12 +241,15 @@ class Runtime:
             part.phases = Counter(cast(dict[Phase, int], meta.phases))
             part.rules = Counter(cast(dict[Rule, int], meta.rules))
             log.info(
-                "partition %d: %s due index, %d due before %s, read in %.1f s",
+                "partition %d: %d orders, %d with a due time, indexed in %.1f s (%s; "
+                "%d due before %s held in memory)",
                 partition,
-                "rebuilt" if rebuilt else "on-disk",
+                meta.orders,
+                meta.due,
+                time.perf_counter() - started,
+                "rebuilt from the table" if rebuilt else "read from the on-disk index",
                 len(wheel),
                 wheel.horizon.isoformat(timespec="seconds"),
-                time.perf_counter() - started,
             )
         self.ready |= new
         return new

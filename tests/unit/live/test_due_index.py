@@ -104,6 +104,7 @@ def test_each_write_moves_the_order_s_one_entry_and_the_counts(store: FaustRocks
     meta = local.index.current()
     assert meta is not None
     assert (meta.changelog_offset, meta.phases, meta.rules) == (5, {}, {})
+    assert (meta.orders, meta.due) == (0, 0)
 
 
 def test_a_store_written_without_the_index_is_rebuilt_once(store: FaustRocksStore) -> None:
@@ -119,6 +120,7 @@ def test_a_store_written_without_the_index_is_rebuilt_once(store: FaustRocksStor
     meta = local.index.rebuild(local.items())
     assert meta.changelog_offset == 10
     assert meta.phases == {"review": 2}
+    assert (meta.orders, meta.due) == (2, 2)
     assert entries(local.index) == sorted([*expected, ("o-2", expected[0][1])])
     assert local.index.current() == meta
 
@@ -210,6 +212,7 @@ def test_an_index_kept_by_writes_equals_one_rebuilt_from_the_state(scenario: Sce
         assert sorted(kept) == expected
         rebuilt = local.index.rebuild(local.items())
         assert (meta.phases, meta.rules) == (rebuilt.phases, rebuilt.rules)
+        assert (meta.orders, meta.due) == (rebuilt.orders, rebuilt.due)
         assert sorted(entries(local.index)) == expected
         del local, outbox, engine
         store.close()

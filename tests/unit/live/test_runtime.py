@@ -11,7 +11,7 @@ import pytest
 from streams.live import runtime as runtime_module
 from streams.live.runtime import PartitionRuntime, Runtime
 from streams.live.settings import Settings
-from streams.live.table_store import local_partition
+from streams.live.table_store import RocksPartition, local_partition
 from streams.rules.effects import Action
 from streams.rules.policy import Policy
 from streams.rules.state_codec import encode
@@ -218,6 +218,7 @@ def test_a_change_due_past_the_window_comes_back_with_it_before_it_is_committed(
 def test_an_index_that_is_not_current_is_rebuilt_at_the_start(store: FaustRocksStore) -> None:
     _requests_committed(_windowed(store), [0, 1])
     local = local_partition(FaustTable(store), 0, 1, POLICY)
+    assert isinstance(local, RocksPartition)
     local.db.put(local.offset_key, b"12")  # the store moved on without its index
     restarted = _windowed(store)
     restarted.reassign({0}, now=T0 + REVIEW + timedelta(minutes=30))
