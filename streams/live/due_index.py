@@ -133,7 +133,7 @@ class DueIndex:
         try:
             self.family = db.get_column_family_handle(FAMILY)
         except Exception:  # rocksdict raises a bare Exception for a missing family
-            db.create_column_family(FAMILY, rocksdict.Options(raw_mode=True))
+            db.create_column_family(FAMILY, _family_options())
             self.family = db.get_column_family_handle(FAMILY)
         self.view = db.get_column_family(FAMILY)
 
@@ -258,6 +258,14 @@ class DueIndex:
 
     def _no_state(self) -> bool:
         return all(key == self.offset_key for key in self.db.keys())  # noqa: SIM118 (an Rdict)
+
+
+def _family_options() -> Any:
+    """The index's column family: small keys, few writes; a small memtable."""
+    options = rocksdict.Options(raw_mode=True)
+    options.set_write_buffer_size(4 * 1024 * 1024)
+    options.set_max_write_buffer_number(2)
+    return options
 
 
 def _positive(counts: Counter[str]) -> dict[str, int]:
