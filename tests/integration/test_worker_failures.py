@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -119,6 +120,18 @@ async def feed_cases(feed: Feeder, cases: int, spread: float, first: int = 0) ->
     return expected
 
 
+FROM_DISK = re.compile(rb"partition (\d+): \d+ orders, .* \(read from the on-disk index;")
+RESTORED = re.compile(rb"partition \d+: (\d+) orders, .* \(read from the on-disk index;")
+
+
+def indexed_from_disk(worker: WorkerProcess) -> set[int]:
+    """The partitions whose due index the worker's current run read from disk (none may have
+    been rebuilt from the table)."""
+    log = worker.log.read_bytes()
+    assert b"rebuilt from the table" not in log, worker.tail()
+    return {int(p) for p in FROM_DISK.findall(log)}
+
+
 async def test_kill_9_mid_run_then_restart_gives_every_action_exactly_once(
     env: Env, workers: Callable[..., WorkerProcess]
 ) -> None:
@@ -151,6 +164,9 @@ async def test_kill_9_mid_run_then_restart_gives_every_action_exactly_once(
     worker.stop(signal.SIGKILL)  # the second half of the deadlines is firing
     worker.start()
     await worker.wait_ready()
+    # the restart read its due index from disk, kept current through the changelog records
+    # it restored, rather than from every order of the table
+    assert indexed_from_disk(worker) == set(range(PARTITIONS)), worker.tail()
     seen = await actions_once_all_there(env.prefix, expected, [worker])
     assert set(seen) == expected, worker.tail()
     assert set(seen.values()) == {1}, [a for a, n in seen.items() if n > 1]
@@ -178,6 +194,10 @@ async def test_two_workers_split_partitions_and_survive_a_rebalance(
     seen = await actions_once_all_there(env.prefix, expected, [first])
     assert set(seen) == expected, first.tail()
     assert set(seen.values()) == {1}, [a for a, n in seen.items() if n > 1]
+    # The first took the second's partitions over by restoring their changelogs, and the
+    # restore kept the due index on disk current: read from there, not rebuilt from the table.
+    assert indexed_from_disk(first) == set(range(PARTITIONS)), first.tail()
+    assert max(int(n) for n in RESTORED.findall(first.log.read_bytes())) > 0, first.tail()
     # Before the second stopped, the two workers split the input partitions between them.
     inputs = {TopicPartition(env.prefix + t, p) for t in INPUTS for p in range(PARTITIONS)}
     assert len(held) == 2, held
