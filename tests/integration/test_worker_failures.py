@@ -24,6 +24,7 @@ from tests.integration.worker_harness import (
     seconds,
     split_between_two,
     wait_caught_up,
+    wait_for,
     wait_for_outputs,
 )
 
@@ -121,13 +122,23 @@ async def feed_cases(feed: Feeder, cases: int, spread: float, first: int = 0) ->
 
 
 FROM_DISK = re.compile(rb"partition (\d+): \d+ orders, .* \(read from the on-disk index;")
+INDEXED = re.compile(rb"partition (\d+): (?:\d+ orders, |due index kept)")
 RESTORED = re.compile(rb"partition \d+: (\d+) orders, .* \(read from the on-disk index;")
 
 
-def indexed_from_disk(worker: WorkerProcess) -> set[int]:
-    """The partitions whose due index the worker's current run read from disk (none may have
-    been rebuilt from the table)."""
-    log = worker.log.read_bytes()
+async def indexed_from_disk(worker: WorkerProcess) -> set[int]:
+    """Wait until the worker's current run has indexed every partition (logged by its first
+    timer run, after faust's "Worker ready"); the partitions whose due index it read from
+    disk (none may have been rebuilt from the table)."""
+
+    async def every_partition() -> bytes | None:
+        log = worker.log.read_bytes()
+        indexed = {int(p) for p in INDEXED.findall(log)}
+        return log if indexed >= set(range(PARTITIONS)) else None
+
+    log = await wait_for(
+        every_partition, f"{worker.log} to index every partition", 60, workers=[worker]
+    )
     assert b"rebuilt from the table" not in log, worker.tail()
     return {int(p) for p in FROM_DISK.findall(log)}
 
@@ -166,7 +177,7 @@ async def test_kill_9_mid_run_then_restart_gives_every_action_exactly_once(
     await worker.wait_ready()
     # the restart read its due index from disk, kept current through the changelog records
     # it restored, rather than from every order of the table
-    assert indexed_from_disk(worker) == set(range(PARTITIONS)), worker.tail()
+    assert await indexed_from_disk(worker) == set(range(PARTITIONS)), worker.tail()
     seen = await actions_once_all_there(env.prefix, expected, [worker])
     assert set(seen) == expected, worker.tail()
     assert set(seen.values()) == {1}, [a for a, n in seen.items() if n > 1]
@@ -196,7 +207,7 @@ async def test_two_workers_split_partitions_and_survive_a_rebalance(
     assert set(seen.values()) == {1}, [a for a, n in seen.items() if n > 1]
     # The first took the second's partitions over by restoring their changelogs, and the
     # restore kept the due index on disk current: read from there, not rebuilt from the table.
-    assert indexed_from_disk(first) == set(range(PARTITIONS)), first.tail()
+    assert await indexed_from_disk(first) == set(range(PARTITIONS)), first.tail()
     assert max(int(n) for n in RESTORED.findall(first.log.read_bytes())) > 0, first.tail()
     # Before the second stopped, the two workers split the input partitions between them.
     inputs = {TopicPartition(env.prefix + t, p) for t in INPUTS for p in range(PARTITIONS)}
