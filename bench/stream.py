@@ -160,10 +160,15 @@ class Worker:
     #: The worker's log level (its log: the run's folder, `<name>/worker.log`, with `--keep`).
     log_level = "warning"
 
-    def __init__(self, prefix: str, folder: Path, policy: Path, name: str = "app") -> None:
+    def __init__(
+        self, prefix: str, folder: Path, policy: Path, name: str = "app", group: str = ""
+    ) -> None:
+        """A worker with its own state folder and static member id (`name`), in the consumer
+        group `group` (default: its own, named after it)."""
         self.prefix, self.folder, self.policy = prefix, folder / name, policy
         self.folder.mkdir(exist_ok=True)
-        self.app_id = f"{prefix}{name}"
+        self.app_id = f"{prefix}{group or name}"
+        self.instance_id = f"{prefix}{name}"
         self.port = _free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -188,7 +193,7 @@ class Worker:
             AFTERSALE_KAFKA_BOOTSTRAP=BOOTSTRAP, AFTERSALE_TOPIC_PREFIX=self.prefix,
             AFTERSALE_APP_ID=self.app_id, AFTERSALE_PARTITIONS=str(PARTITIONS),
             AFTERSALE_POLICY_FILE=str(self.policy), AFTERSALE_DATA_DIR=str(self.folder / "data"),
-            AFTERSALE_WEB_PORT=str(self.port), AFTERSALE_INSTANCE_ID=self.app_id,
+            AFTERSALE_WEB_PORT=str(self.port), AFTERSALE_INSTANCE_ID=self.instance_id,
         )  # fmt: skip
         log = (self.folder / "worker.log").open("ab")
         started = time.monotonic()

@@ -168,11 +168,12 @@ class DueIndex:
         return meta
 
     def due_before(
-        self, end: datetime, start: datetime | None = None
+        self, end: datetime, start: datetime | None = None, start_key: str = ""
     ) -> Iterator[tuple[str, datetime]]:
-        """(order_id, due) of the entries due in [start, end), earliest first."""
+        """(order_id, due) of the entries due in [start, end), earliest first (ties by order
+        id); with `start_key`, those due at `start` from that order id on."""
         stop = instant_key(end)
-        first = b"\x00" if start is None else instant_key(start)
+        first = b"\x00" if start is None else instant_key(start) + start_key.encode("utf-8")
         for key in self.view.keys(from_key=first):
             if key >= stop:
                 return

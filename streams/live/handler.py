@@ -14,8 +14,10 @@ iteration:
         kill -9 then lost.)
       - else: decode, check the key, apply to the order's state (firing that order's due
         deadlines first, as replay does)
-    then, for any record: fire every deadline of the partition that is due on the wall clock
-                        and safe by catch-up (`catchup.py`)
+    then, for any record: fire the deadlines of the partition that are due on the wall clock
+                        and safe by catch-up (`catchup.py`): up to FIRE_PER_TICK on a tick,
+                        FIRE_PER_RECORD on any other record (the timer sends the next tick
+                        while more are due)
 
 The timer calls `release` after each end-offset sample: held records the sample allows are
 judged then. Everything decided goes into the partition's outbox (`outbox.py`): state changes,
@@ -41,6 +43,12 @@ from streams.live.runtime import PartitionRuntime, Runtime
 from streams.live.settings import TopicNames
 from streams.rules.effects import Effect, route
 from streams.rules.status import status_records
+
+#: Due entries fired per tick, and per other record, at most. A promotion's million deadlines
+#: due in the same second fired in one call held the event loop for minutes (no input read, no
+#: commit, one huge transaction); in chunks, input records are read between them.
+FIRE_PER_TICK = 1_000
+FIRE_PER_RECORD = 20
 
 #: The header of a rerouted record that says where it was appended first: topic:partition:offset
 ORIGIN_HEADER = "aftersale-origin"
@@ -77,11 +85,12 @@ class RecordHandler:
         if topic == self.topics.ticks:
             part.watermark.processed(topic, offset)
             part.tick_sent = None
-        else:
-            origin = _origin(headers) if topic == self.topics.reroute else None
-            part.merge.offer(Held(topic, offset, at, key, value or b"", origin, now))
-            self._judge_ready(part, partition, now)
-        self._fire(part, now)
+            self._fire(part, now, FIRE_PER_TICK)
+            return
+        origin = _origin(headers) if topic == self.topics.reroute else None
+        part.merge.offer(Held(topic, offset, at, key, value or b"", origin, now))
+        self._judge_ready(part, partition, now)
+        self._fire(part, now, FIRE_PER_RECORD)
 
     def release(self, partition: int, now: datetime) -> None:
         """Judge the held records of `partition` that a new end-offset sample allows.
@@ -93,14 +102,14 @@ class RecordHandler:
         if part is not None:
             self._judge_ready(part, partition, now)
 
-    def _fire(self, part: PartitionRuntime, now: datetime) -> None:
-        # Fire what is due and safe: a tick asks for it, any other record is a free chance to
-        # (under load, deadlines fire without waiting for a tick).
+    def _fire(self, part: PartitionRuntime, now: datetime, limit: int) -> None:
+        # Fire what is due and safe, up to `limit` entries: a tick asks for it, any other
+        # record is a free chance to (under load, deadlines fire without waiting for a tick).
         wake = part.engine.next_wakeup()
         if wake is not None and wake <= now:
             safe = self.runtime.safe_until(part)
             if safe is not None and wake <= safe:
-                self.emit(part.engine.advance(min(now, safe)), part.outbox, now)
+                self.emit(part.engine.advance(min(now, safe), limit), part.outbox, now)
 
     def _judge_ready(self, part: PartitionRuntime, partition: int, now: datetime) -> None:
         watermark, waits = part.watermark, part.outbox.tally.waits

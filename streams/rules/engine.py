@@ -125,15 +125,18 @@ class Engine:
         result: Result = _new_result(Result, (verdict, effects, error))
         return result
 
-    def advance(self, now: datetime) -> list[Effect]:
+    def advance(self, now: datetime, limit: int | None = None) -> list[Effect]:
         """Fire every reminder and deadline due at or before `now`, earliest first; forget
-        every order whose retention ended by then."""
+        every order whose retention ended by then. With `limit`, take at most that many due
+        entries (the rest stay due: the next call goes on where this one stopped)."""
         wheel = self.wheel
         if now < wheel.floor:  # nothing can be due yet: the common case, kept cheap
             return []
         effects: list[Effect] = []
         store, policy = self.store, self.policy
-        while (item := wheel.pop_next(now)) is not None:
+        left = -1 if limit is None else limit
+        while left != 0 and (item := wheel.pop_next(now)) is not None:
+            left -= 1
             order_id, when = item
             state = store.get(order_id)
             if state is None:

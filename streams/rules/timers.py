@@ -4,9 +4,11 @@ Keys (order ids) are scheduled at an instant; `pop_next(now)` hands them back on
 (due time, scheduling order) order. Rescheduling a key simply supersedes its older entry, which
 is skipped when its slot is reached, so scheduling costs O(1) and nothing is searched.
 
-A wheel may hold only a window of time (`horizon`): a key scheduled at or after it is dropped,
-and its owner, which keeps every due time elsewhere (the worker's on-disk index), hands it
-back with `widen` once the window reaches it.
+A wheel may hold only a window of time (`horizon`, and `horizon_key` within that instant): a
+key whose (due time, key) is at or after (`horizon`, `horizon_key`) is dropped, and its owner,
+which keeps every due time elsewhere (the worker's on-disk index, ordered the same way), hands
+it back with `widen` once the window reaches it. The key part lets the owner hand a million
+keys due in the same instant back a chunk at a time.
 """
 
 from __future__ import annotations
@@ -40,8 +42,10 @@ class TimerWheel:
         #: Nothing live is due before `floor`: a lower bound (exact after `peek` or `pop_next`)
         #: that lets a caller skip the wheel when nothing can be due yet.
         self.floor = _NEVER
-        #: Keys due at or after `horizon` are not held (None: every key is).
+        #: Keys due at or after `horizon` are not held (None: every key is), except those due
+        #: at `horizon` itself whose key sorts before `horizon_key` ("": none of them).
         self.horizon: datetime | None = None
+        self.horizon_key = ""
 
     def __contains__(self, key: object) -> bool:
         return key in self._live
@@ -52,7 +56,7 @@ class TimerWheel:
     def schedule(self, key: str, when: datetime | None) -> None:
         """Make `when` the key's only due time (None: unschedule; at or after the horizon:
         not held here)."""
-        if when is None or (self.horizon is not None and when >= self.horizon):
+        if when is None or self._beyond(when, key):
             self._live.pop(key, None)
             return
         self._seq += 1
@@ -79,9 +83,9 @@ class TimerWheel:
                 self.schedule(key, when)
             return
         live, slots, seq, floor = self._live, self._slots, self._seq, self.floor
-        horizon = self.horizon
+        beyond = self._beyond
         for key, when in entries:
-            if horizon is not None and when >= horizon:
+            if beyond(when, key):
                 continue
             seq += 1
             live[key] = seq
@@ -98,10 +102,20 @@ class TimerWheel:
         self._slot_heap = list(slots)
         heapq.heapify(self._slot_heap)
 
-    def widen(self, horizon: datetime, entries: Iterable[tuple[str, datetime]]) -> None:
-        """Move the horizon out to `horizon` and schedule `entries` (the keys due between the
-        old horizon and the new), except keys held already: their entry is newer."""
-        self.horizon = horizon
+    def _beyond(self, when: datetime, key: str) -> bool:
+        """Whether (when, key) is at or after the horizon: not held here."""
+        horizon = self.horizon
+        if horizon is None or when < horizon:
+            return False
+        return when > horizon or key >= self.horizon_key
+
+    def widen(
+        self, horizon: datetime, entries: Iterable[tuple[str, datetime]], horizon_key: str = ""
+    ) -> None:
+        """Move the horizon out to (`horizon`, `horizon_key`) and schedule `entries` (the keys
+        due between the old horizon and the new), except keys held already: their entry is
+        newer."""
+        self.horizon, self.horizon_key = horizon, horizon_key
         live = self._live
         for key, when in entries:
             if key not in live:

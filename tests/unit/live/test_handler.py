@@ -6,7 +6,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
+import pytest
 
+from streams.live import handler as handler_module
 from streams.live.handler import ORIGIN_HEADER, RecordHandler
 from streams.live.outbox import Output
 from streams.live.partitioning import Partitioner
@@ -372,3 +374,31 @@ def test_a_record_for_elsewhere_waits_its_turn_behind_a_held_one() -> None:
     assert feed.part.outbox[HOME].open is not None
     (output,) = feed.outputs()
     assert (output.topic, output.key) == (REROUTE, AWAY.encode())
+
+
+def test_a_burst_of_due_deadlines_fires_a_chunk_per_tick_and_per_record(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(handler_module, "FIRE_PER_TICK", 3)
+    monkeypatch.setattr(handler_module, "FIRE_PER_RECORD", 1)
+    feed = Feed()
+    home = [f"o-{n}" for n in range(200) if OWNER(f"o-{n}".encode()) == 0][:8]
+    for n, order in enumerate(home[:7]):  # seven requests in the same second
+        value = orjson.dumps(body("aftersale.requested", T0, order_id=order, case_id=f"c-{n}"))
+        feed.record(AFTERSALES, value, T0, key=order.encode())
+    due = T0 + REVIEW
+    feed.sample(due + H, due + H)
+    fired: list[list[str]] = []
+    feed.record(TICKS, b"", due + H, key=None)
+    fired.append([a["order_id"] for a in values(feed.outputs(), TOPICS.actions)])
+    paid = orjson.dumps(body("order.paid", due, order_id=home[7]))
+    feed.record(ORDERS, paid, due + H, key=home[7].encode())  # a free chance: one more
+    feed.sample(due + H, due + H)
+    fired.append([a["order_id"] for a in values(feed.outputs(), TOPICS.actions)])
+    feed.record(TICKS, b"", due + H, key=None)
+    fired.append([a["order_id"] for a in values(feed.outputs(), TOPICS.actions)])
+    assert [len(chunk) for chunk in fired] == [3, 1, 3]
+    assert [order for chunk in fired for order in chunk] == home[:7]  # each once, in order
+    wake = feed.part.engine.next_wakeup()  # the buyers' return deadlines: days away
+    assert wake is not None
+    assert wake > due + H

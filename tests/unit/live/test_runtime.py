@@ -224,3 +224,58 @@ def test_an_index_that_is_not_current_is_rebuilt_at_the_start(store: FaustRocksS
     restarted.reassign({0}, now=T0 + REVIEW + timedelta(minutes=30))
     assert local.index.current() is not None
     assert len(restarted.part(0).engine.wheel) == 2
+
+
+def _burst_committed(runtime: Runtime, orders: int) -> None:
+    """Requests of b-0..b-<orders-1> all at T0, committed: all due at T0 + REVIEW."""
+    part = runtime.part(0)
+    for n in range(orders):
+        part.engine.apply(event("aftersale.requested", T0, order_id=f"b-{n:02}"), T0)
+    batch = part.outbox.take()
+    batch.changelog_offset = 10
+    part.outbox.settle(batch)
+
+
+def test_deadlines_due_in_the_same_instant_come_back_a_chunk_per_timer_run(
+    store: FaustRocksStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runtime_module, "WIDEN_CHUNK", 4)
+    _burst_committed(_windowed(store), 10)
+    restarted = _windowed(store)
+    _no_full_rebuild(monkeypatch)
+    due = T0 + REVIEW
+    restarted.reassign({0}, now=due - timedelta(minutes=50))
+    part = restarted.part(0)
+    wheel = part.engine.wheel
+    held = [len(wheel)]
+    assert (wheel.horizon, wheel.horizon_key) == (due, "b-04")  # cut within the instant
+    restarted.widen(0, due - timedelta(minutes=49))  # not half way, but a chunk is pending
+    held.append(len(wheel))
+    restarted.widen(0, due - timedelta(minutes=48))
+    held.append(len(wheel))
+    assert held == [4, 8, 10]
+    assert (wheel.horizon, wheel.horizon_key) == (
+        due - timedelta(minutes=48) + restarted.window,
+        "",
+    )
+    fired = part.engine.advance(due)
+    actions = [a.order_id for a in fired if isinstance(a, Action)]
+    assert actions == [f"b-{n:02}" for n in range(10)]  # each once, in the index's order
+
+
+def test_a_burst_already_due_is_handed_back_and_fired_a_chunk_at_a_time(
+    store: FaustRocksStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A start after the burst's instant: what is handed back fires at once, the rest follows.
+    monkeypatch.setattr(runtime_module, "WIDEN_CHUNK", 3)
+    _burst_committed(_windowed(store), 7)
+    restarted = _windowed(store)
+    now = T0 + REVIEW + timedelta(seconds=1)
+    restarted.reassign({0}, now=now)
+    part = restarted.part(0)
+    fired: list[str] = []
+    for _ in range(5):
+        fired += [a.order_id for a in part.engine.advance(now) if isinstance(a, Action)]
+        restarted.widen(0, now)
+    assert fired == [f"b-{n:02}" for n in range(7)]
+    assert part.engine.next_wakeup() is None

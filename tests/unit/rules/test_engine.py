@@ -481,3 +481,25 @@ def test_rebuild_reindexes_due_times_from_the_store() -> None:
     assert fresh.next_wakeup() is None
     assert fresh.rebuild() == 1
     assert fresh.next_wakeup() == T0 + 24 * H
+
+
+def test_advance_with_a_limit_takes_the_same_effects_a_chunk_at_a_time() -> None:
+    # 50 cases requested within the same second (a promotion's burst): their deadlines and
+    # reminders fire in the same order whether in one call or ten entries at a time.
+    def burst() -> Engine:
+        engine = Engine(Policy())
+        for n in range(50):
+            engine.apply(
+                event("aftersale.requested", 0 * H, order_id=f"o-{n}", case_id=f"c-{n}"), T0
+            )
+        return engine
+
+    whole = burst().advance(T0 + REVIEW)
+    engine, chunked, calls = burst(), [], 0
+    while fired := engine.advance(T0 + REVIEW, limit=10):
+        chunked += fired
+        calls += 1
+    assert chunked == whole
+    assert len([e for e in whole if isinstance(e, Action)]) == 50
+    assert calls >= 15  # 150 entries (two reminders and a deadline per case), 10 per call
+    assert engine.advance(T0 + REVIEW, limit=0) == []

@@ -312,3 +312,56 @@ def test_load_after_a_drain_starts_a_fresh_index() -> None:
     wheel.load([("b", at(70)), ("c", at(1)), ("b", at(2))])
     assert wheel.floor == at(1)
     assert drain(wheel) == [("c", at(1)), ("b", at(2))]
+
+
+# --- a horizon within an instant: a million keys due together handed back in chunks -----------
+
+
+@settings(max_examples=200, deadline=None)
+@given(entries, instants, keys)
+def test_a_key_is_held_only_before_the_horizon_pair(
+    scheduled: list[tuple[str, datetime]], horizon: datetime, horizon_key: str
+) -> None:
+    wheel = TimerWheel()
+    wheel.widen(horizon, [], horizon_key)
+    latest: dict[str, tuple[datetime, int]] = {}
+    for seq, (key, when) in enumerate(scheduled):
+        wheel.schedule(key, when)
+        latest[key] = (when, seq)
+    held = sorted((w, s, k) for k, (w, s) in latest.items() if (w, k) < (horizon, horizon_key))
+    assert drain(wheel) == [(k, w) for w, _, k in held]  # ties: in scheduling order
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(keys, instants), max_size=30), st.integers(1, 5))
+def test_widening_in_chunks_hands_every_key_back_in_order(
+    scheduled: list[tuple[str, datetime]], chunk: int
+) -> None:
+    # The owner's index: one entry per key, ordered by (due time, key), as on disk.
+    index = sorted(dict(scheduled).items(), key=lambda kw: (kw[1], kw[0]))
+    end = at(10_000)
+    wheel = TimerWheel()
+    wheel.widen(at(0), [])  # held: nothing yet
+    done, popped = 0, []
+    while wheel.horizon_key or wheel.horizon != end:
+        taken = index[done : done + chunk + 1]
+        if len(taken) > chunk:  # cut within the index: the next entry is the new horizon
+            key, when = taken.pop()
+            wheel.widen(when, taken, key)
+        else:
+            wheel.widen(end, taken)
+        done += len(taken)
+        # everything handed back so far is due before anything not yet handed back
+        while (item := wheel.pop_next(end)) is not None:
+            popped.append(item)
+    assert popped == index
+
+
+def test_a_key_beyond_a_cut_horizon_is_dropped_and_one_before_it_kept() -> None:
+    wheel = TimerWheel()
+    wheel.widen(at(60), [("a", at(60)), ("b", at(60))], "c")
+    wheel.schedule("d", at(60))  # at the instant, after the cut's key: the owner has it
+    wheel.schedule("c", at(60))  # the cut's key itself is not held either
+    wheel.schedule("a", at(60))  # rescheduled at the same time: still held
+    wheel.schedule("e", at(59))
+    assert drain(wheel) == [("e", at(59)), ("b", at(60)), ("a", at(60))]
