@@ -1,17 +1,21 @@
 """The streaming worker on the real local broker, printed as figures and ratios.
 
-    python bench/stream.py [--cases 1000000] [--throughput-events 200000]
+    python bench/stream.py [--cases 1000000] [--throughput-events 200000] [--burst 1000000]
 
 (a) sustained end-to-end events/s of one worker, next to a plain aiokafka consume->produce
     loop over the same records, in the same run; each runs twice, interleaved, and the faster
-    of each counts (targets: >= 10,000 events/s, >= 0.3 of the plain loop), and a faust
-    agent that does nothing (bench/faust_probe.py), faust's own ceiling;
+    of each counts (targets: >= 10,000 events/s, >= 0.3 of the plain loop); two workers in
+    one group, started together (target: >= 1.8x one worker), with the cores each process
+    and the broker used; and a faust agent that does nothing (bench/faust_probe.py), faust's
+    own ceiling;
 (b) firing lateness (fired_at - deadline_at, and until a read_committed consumer sees the action)
     p50/p99/p99.9 with --cases open cases while ingesting at half the sustained rate
     (targets: p99 <= 1 s, p99.9 <= 2 s, never early);
 (c) restart-to-first-fire with those open cases, from local RocksDB state, after a clean stop
     (target <= 30 s) and after kill -9 (target <= 10 s);
-(d) worker RSS per open case.
+(d) worker RSS per open case;
+(e) a burst of --burst deadlines due in the same second (bench/burst.py): the drain rate
+    (target >= 10,000 fires/s) and ingestion meanwhile (--burst 0 skips it).
 Needs the local stack (`make stack-up`). Topics are fresh per run (unique prefix) and deleted
 afterwards, with the workers' state (--keep keeps both).
 """
@@ -20,25 +24,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-import confluent_kafka
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.structs import TopicPartition
 
 from streams.contract.times import format_time, parse_time
 from streams.contract.topics import TopicSpec, load_topic_specs
@@ -46,86 +44,20 @@ from streams.live.admin import create_topics, delete_topics_named
 from streams.tools.live_producer import route
 from streams.tools.simulate import generate
 
-BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
-PARTITIONS = 6
-REVIEW_S = 600  # merchant_review in this bench: requests back-dated to put deadlines anywhere
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def request(prefix: str, n: int, at: datetime) -> tuple[bytes, bytes]:
-    order = f"{prefix}o-{n}"
-    body = {
-        "event_id": f"e-{n}", "type": "aftersale.requested", "order_id": order,
-        "case_id": f"c-{n}", "occurred_at": format_time(at), "kind": "refund_only",
-        "reason": "quality", "amount": 990, "merchant_id": f"m-{n % 500}", "buyer_id": f"b-{n}",
-    }  # fmt: skip
-    return order.encode(), orjson.dumps(body)
-
-
-#: A paced producer sleeps only once it is this far ahead, sending in bursts of at most this
-#: much of its rate. Sleeping before every record took the bench's process from about 20% to
-#: 30% of a core at 11,300 records/s: CPU the worker under test shares with it here.
-PACE_S = 0.005
-
-
-async def send_all(records: Iterable[tuple[str, bytes | None, bytes]], rate: float = 0.0) -> None:
-    """Send (topic, key, value) records, as fast as possible or at `rate` records/s.
-
-    With librdkafka (confluent-kafka), whose threads batch and send outside the GIL: at
-    11,300 records/s it takes 7.5-10% of a core, aiokafka's producer took 18-20%, of the two
-    cores this machine's worker, broker and bench share. Keys are partitioned with murmur2,
-    as by Kafka's Java client, aiokafka and the contract's producers.
-    """
-    failed: list[str] = []
-
-    def delivered(error: Any, message: Any) -> None:
-        if error is not None:
-            failed.append(str(error))
-
-    producer = confluent_kafka.Producer(
-        {
-            "bootstrap.servers": BOOTSTRAP,
-            "linger.ms": 20,
-            "partitioner": "murmur2_random",
-            "queue.buffering.max.messages": 1_000_000,
-        }
-    )
-    start = time.monotonic()
-    for i, (topic, key, value) in enumerate(records):
-        if rate:
-            ahead = start + i / rate - time.monotonic()
-            if ahead > PACE_S:
-                await asyncio.sleep(ahead)
-        elif not i % 20_000:
-            await asyncio.sleep(0)  # let the rest of the bench run
-        while True:
-            try:
-                producer.produce(topic, value, key, on_delivery=delivered)
-                break
-            except BufferError:  # its queue is full: let it send
-                producer.poll(0)
-                await asyncio.sleep(0.01)
-        if not i % 1000:
-            producer.poll(0)  # delivery reports
-    unsent = await asyncio.to_thread(producer.flush, 120)  # in C, without the GIL
-    if unsent:
-        failed.append(f"{unsent} still queued after 120 s")
-    if failed:
-        raise SystemExit(f"{len(failed)} records not delivered, first: {failed[0]}")
-
-
-async def produce(prefix: str, records: Iterable[tuple[bytes, bytes]], rate: float = 0.0) -> None:
-    """Send (key, value) records to the after-sale topic."""
-    topic = prefix + "aftersale-events"
-    await send_all(((topic, key, value) for key, value in records), rate)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/stream.py`
+from bench.burst import burst
+from bench.harness import (
+    BOOTSTRAP,
+    PARTITIONS,
+    REVIEW_S,
+    Worker,
+    broker_cpu_seconds,
+    group_lag,
+    produce,
+    request,
+    send_all,
+    wait_drained,
+)
 
 
 def simulated_mix(events: int, start: datetime) -> list[bytes]:
@@ -144,88 +76,6 @@ async def produce_routed(prefix: str, lines: list[bytes]) -> None:
     await send_all(map(routed, lines))
 
 
-async def group_lag(admin: AIOKafkaAdminClient, group: str, *topics: str) -> int:
-    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for topic in topics for p in range(PARTITIONS)]
-        ends = await consumer.end_offsets(tps)
-    finally:
-        await consumer.stop()
-    committed = await admin.list_consumer_group_offsets(group, partitions=tps)
-    return sum(ends[tp] - max(0, committed[tp].offset if tp in committed else 0) for tp in tps)
-
-
-class Worker:
-    #: The worker's log level (its log: the run's folder, `<name>/worker.log`, with `--keep`).
-    log_level = "warning"
-
-    def __init__(
-        self, prefix: str, folder: Path, policy: Path, name: str = "app", group: str = ""
-    ) -> None:
-        """A worker with its own state folder and static member id (`name`), in the consumer
-        group `group` (default: its own, named after it)."""
-        self.prefix, self.folder, self.policy = prefix, folder / name, policy
-        self.folder.mkdir(exist_ok=True)
-        self.app_id = f"{prefix}{group or name}"
-        self.instance_id = f"{prefix}{name}"
-        self.port = _free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def metric(self, name: str) -> dict[str, float]:
-        """The samples of one metric family on the worker's /metrics, by their labels."""
-        import urllib.request
-
-        from prometheus_client.parser import text_string_to_metric_families
-
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as page:
-            text = page.read().decode()
-        return {
-            f"{sample.name}{sorted(sample.labels.items())}": sample.value
-            for family in text_string_to_metric_families(text)
-            if family.name == name
-            for sample in family.samples
-        }
-
-    def start(self) -> float:
-        env = dict(os.environ)
-        env.update(
-            AFTERSALE_KAFKA_BOOTSTRAP=BOOTSTRAP, AFTERSALE_TOPIC_PREFIX=self.prefix,
-            AFTERSALE_APP_ID=self.app_id, AFTERSALE_PARTITIONS=str(PARTITIONS),
-            AFTERSALE_POLICY_FILE=str(self.policy), AFTERSALE_DATA_DIR=str(self.folder / "data"),
-            AFTERSALE_WEB_PORT=str(self.port), AFTERSALE_INSTANCE_ID=self.instance_id,
-        )  # fmt: skip
-        log = (self.folder / "worker.log").open("ab")
-        started = time.monotonic()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.tools.cli", "worker", "--loglevel", self.log_level],
-            env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        return started
-
-    def rss_mb(self) -> float:
-        assert self.proc is not None
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
-
-    def kill(self) -> None:
-        """kill -9: no commit, no leave, the local store as the crash left it."""
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 async def consume_all(
     admin: AIOKafkaAdminClient, worker: Worker, topic: str, n: int
 ) -> tuple[float, float]:
@@ -242,13 +92,42 @@ async def consume_all(
     return n / (t1 - t0), base_rss
 
 
-async def wait_drained(admin: AIOKafkaAdminClient, group: str, limit: float, *topics: str) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < limit:
-        if await group_lag(admin, group, *topics) == 0:
-            return time.monotonic()
-        await asyncio.sleep(0.25)
-    raise SystemExit(f"worker did not catch up within {limit:.0f} s")
+async def consume_together(
+    admin: AIOKafkaAdminClient, workers: list[Worker], topic: str, n: int
+) -> tuple[float, str]:
+    """Start `workers` (one consumer group) at once on `n` records waiting in `topic`: (their
+    events/s once the group is stable with all of them in it, what the figure covers: the
+    start-up, the records left then, and the cores each process and the broker used).
+
+    The local broker runs with `group.initial.rebalance.delay.ms=0` (the tests start many
+    groups), so the first worker to join gets every partition and starts on them, and the
+    second's join a second later is a rebalance; a broker with Kafka's default (3 s) puts two
+    workers started together in one generation. The steady rate is what a machine sustains."""
+    started = time.monotonic()
+    for worker in workers:
+        worker.start()
+    group = workers[0].app_id
+    while not await _stable_with(admin, group, len(workers)):  # noqa: ASYNC110 (the broker)
+        await asyncio.sleep(0.1)
+    left = await group_lag(admin, group, topic)
+    t0, cpu0 = time.monotonic(), [w.cpu_seconds() for w in workers] + [broker_cpu_seconds()]
+    t1 = await wait_drained(admin, group, 3600, topic)
+    cpu1 = [w.cpu_seconds() for w in workers] + [broker_cpu_seconds()]
+    shares = [(b - a) / (t1 - t0) for a, b in zip(cpu0, cpu1, strict=True)]
+    names = [f"worker {i + 1}" for i in range(len(workers))] + ["broker"]
+    used = ", ".join(f"{name} {share:.2f}" for name, share in zip(names, shares, strict=True))
+    covers = (
+        f"from when both were in the group, {t0 - started:.1f} s after their start, with "
+        f"{left:,} of the {n:,} records left; cores used meanwhile: {used}"
+    )
+    return left / (t1 - t0), covers
+
+
+async def _stable_with(admin: AIOKafkaAdminClient, group: str, members: int) -> bool:
+    """Whether consumer group `group` is Stable with `members` members."""
+    (answer,) = await admin.describe_consumer_groups([group])
+    (described,) = answer.to_object()["groups"]
+    return described["state"] == "Stable" and len(described["members"]) == members
 
 
 async def plain_loop(prefix: str, count: int, name: str) -> float:
@@ -364,6 +243,13 @@ async def main_async(args: argparse.Namespace) -> None:
             other.stop()
         second_rate, base_rss = await consume_all(admin, worker, topic, n)
         worker_rate = max(first_rate, second_rate)
+        # Two workers in one group, started together (one per core, as a machine runs them)
+        pair = [Worker(prefix, folder, policy, f"pair-{i}", group="pair") for i in range(2)]
+        try:
+            pair_rate, pair_cpu = await consume_together(admin, pair, topic, n)
+        finally:
+            for one in pair:
+                one.stop()
         # The same worker on a simulated mix: most records now find their order's state in
         # the table. Stamped two months ahead, so that nothing falls due while it is read.
         mix = simulated_mix(n, now + timedelta(days=60))
@@ -377,6 +263,10 @@ async def main_async(args: argparse.Namespace) -> None:
         print(
             f"(a) worker        {worker_rate:>10,.0f} events/s   target >= 10,000 (the faster of "
             f"{first_rate:,.0f} and {second_rate:,.0f}, two workers one after the other)"
+        )
+        print(
+            f"    two workers   {pair_rate:>10,.0f} events/s   {pair_rate / worker_rate:.2f}x one "
+            f"worker (target >= 1.8x; one group, started together; {pair_cpu})"
         )
         ratio = worker_rate / plain_rate
         print(
@@ -473,6 +363,8 @@ async def main_async(args: argparse.Namespace) -> None:
         worker.start()
         shown = await first_fire(prefix, f"c-{case + 1}", killed)
         print(f"    kill -9 to first fire with {args.cases:,} open cases: {shown}   target <= 10 s")
+        if args.burst:  # (e) a promotion's deadlines, all due in the same second
+            await burst(admin, prefix, worker.app_id, args.burst, 30 * args.cases, worker_rate)
     finally:
         worker.stop()
         try:
@@ -517,6 +409,9 @@ def main() -> int:
     parser.add_argument("--throughput-events", type=int, default=200_000, help="records for (a)")
     parser.add_argument("--due", type=int, default=5_000, help="deadlines measured in (b)")
     parser.add_argument("--window", type=float, default=60.0, help="seconds of (b)")
+    parser.add_argument(
+        "--burst", type=int, default=1_000_000, help="deadlines due in the same second in (e)"
+    )
     parser.add_argument(
         "--ingest-rate",
         type=float,
