@@ -208,7 +208,8 @@ def _cpu_seconds(pid: int) -> float:
 
 def broker_cpu_seconds() -> float:
     """CPU time of the local stack's broker (nan when its pid file is not there)."""
-    pid_file = Path(__file__).resolve().parents[1] / ".stack" / "run" / "kafka.pid"
+    stack = os.environ.get("STACK_DIR") or Path(__file__).resolve().parents[1] / ".stack"
+    pid_file = Path(stack) / "run" / "kafka.pid"
     try:
         return _cpu_seconds(int(pid_file.read_text()))
     except (OSError, ValueError):

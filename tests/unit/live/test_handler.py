@@ -402,3 +402,26 @@ def test_a_burst_of_due_deadlines_fires_a_chunk_per_tick_and_per_record(
     wake = feed.part.engine.next_wakeup()  # the buyers' return deadlines: days away
     assert wake is not None
     assert wake > due + H
+
+
+def test_a_tick_fires_less_while_input_waits_to_be_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(handler_module, "FIRE_PER_TICK", 3)
+    monkeypatch.setattr(handler_module, "FIRE_PER_TICK_BEHIND", 1)
+    monkeypatch.setattr(handler_module, "BEHIND", 2)
+    feed = Feed()
+    home = [f"o-{n}" for n in range(200) if OWNER(f"o-{n}".encode()) == 0][:6]
+    for n, order in enumerate(home):
+        value = orjson.dumps(body("aftersale.requested", T0, order_id=order, case_id=f"c-{n}"))
+        feed.record(AFTERSALES, value, T0, key=order.encode())
+    due = T0 + REVIEW
+    feed.sample(due + H, due + H)  # everything read
+    for _ in range(3):  # then three records appended, not read yet: more than BEHIND
+        feed.append(ORDERS, 0)
+    feed.part.watermark.sample(due + H, {t: feed.ends[t] for t in TOPICS.merged})
+    fired = []
+    feed.record(TICKS, b"", due + H, key=None)
+    fired.append(len(values(feed.outputs(), TOPICS.actions)))
+    feed.part.watermark.skip_to(ORDERS, feed.ends[ORDERS])  # read (they held nothing here)
+    feed.record(TICKS, b"", due + H, key=None)
+    fired.append(len(values(feed.outputs(), TOPICS.actions)))
+    assert fired == [1, 3]
