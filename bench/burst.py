@@ -1,5 +1,7 @@
 """(e) of bench/stream.py: a promotion's burst, N deadlines due in the same second.
 
+    python bench/burst.py [--burst 1000000] [--read-rate 6000]   (by itself: one worker)
+
 N requests are back-dated so that every one falls due at the same instant T, a little after
 the worker is expected to have read them all. From just before T the bench ingests other
 requests at a steady rate and samples, every half second, the worker group's lag on the input
@@ -13,20 +15,37 @@ and its committed offsets; once N more actions are on the actions topic it reads
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import shutil
 import sys
+import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
-from bench.harness import BOOTSTRAP, PARTITIONS, REVIEW_S, group_lag, produce, request, wait_drained
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/burst.py`
+from bench.harness import (
+    BOOTSTRAP,
+    PARTITIONS,
+    REVIEW_S,
+    Worker,
+    group_lag,
+    produce,
+    request,
+    wait_drained,
+)
 from streams.contract.times import format_time, parse_time
+from streams.contract.topics import load_topic_specs
+from streams.live.admin import create_topics, delete_topics_named
 
 #: The burst falls due this long after the bench expects the worker to have read it.
 MARGIN_S = 30.0
@@ -152,3 +171,45 @@ async def _fired_at(topic: str, due: datetime) -> list[datetime]:
     finally:
         await consumer.stop()
     return fired
+
+
+async def _alone(n: int, read_rate: float) -> None:
+    """(e) by itself: fresh topics, one worker, the burst, everything deleted afterwards."""
+    prefix = f"e{uuid.uuid4().hex[:8]}-"
+    folder = Path(tempfile.mkdtemp(prefix="bench-burst-"))
+    policy = folder / "policy.yaml"
+    policy.write_text(
+        f"deadlines: {{merchant_review: {REVIEW_S}}}\nreminders: {{merchant_review: []}}\n"
+    )
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    try:
+        await create_topics(admin, load_topic_specs(partitions=PARTITIONS, prefix=prefix))
+        worker = Worker(prefix, folder, policy)
+        worker.start()
+        try:
+            await burst(admin, prefix, worker.app_id, n, 0, read_rate)
+        finally:
+            worker.stop()
+    finally:
+        await delete_topics_named(admin, prefix)
+        await admin.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--burst", type=int, default=1_000_000, help="deadlines due at once")
+    parser.add_argument(
+        "--read-rate",
+        type=float,
+        default=6_000.0,
+        help="the worker's events/s (times the deadline; ingestion meanwhile: a quarter of it)",
+    )
+    args = parser.parse_args()
+    asyncio.run(_alone(args.burst, args.read_rate))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
