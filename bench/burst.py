@@ -42,6 +42,7 @@ from bench.harness import (
     produce,
     request,
     wait_drained,
+    write_policy,
 )
 from streams.contract.times import format_time, parse_time
 from streams.contract.topics import load_topic_specs
@@ -177,10 +178,7 @@ async def _alone(n: int, read_rate: float) -> None:
     """(e) by itself: fresh topics, one worker, the burst, everything deleted afterwards."""
     prefix = f"e{uuid.uuid4().hex[:8]}-"
     folder = Path(tempfile.mkdtemp(prefix="bench-burst-"))
-    policy = folder / "policy.yaml"
-    policy.write_text(
-        f"deadlines: {{merchant_review: {REVIEW_S}}}\nreminders: {{merchant_review: []}}\n"
-    )
+    policy = write_policy(folder)
     admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
     await admin.start()
     try:

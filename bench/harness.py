@@ -214,3 +214,12 @@ def broker_cpu_seconds() -> float:
         return _cpu_seconds(int(pid_file.read_text()))
     except (OSError, ValueError):
         return float("nan")
+
+
+def write_policy(folder: Path) -> Path:
+    """The bench's policy file in `folder`: merchant_review REVIEW_S, no reminders."""
+    policy = folder / "policy.yaml"
+    policy.write_text(
+        f"deadlines: {{merchant_review: {REVIEW_S}}}\nreminders: {{merchant_review: []}}\n"
+    )
+    return policy

@@ -58,6 +58,7 @@ from bench.harness import (
     request,
     send_all,
     wait_drained,
+    write_policy,
 )
 
 
@@ -229,10 +230,7 @@ def pct(values: list[float], q: float) -> float:
 async def main_async(args: argparse.Namespace) -> None:
     prefix = f"b{uuid.uuid4().hex[:8]}-"
     folder = Path(tempfile.mkdtemp(prefix="bench-stream-"))
-    policy = folder / "policy.yaml"
-    policy.write_text(
-        f"deadlines: {{merchant_review: {REVIEW_S}}}\nreminders: {{merchant_review: []}}\n"
-    )
+    policy = write_policy(folder)
     admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
     await admin.start()
     specs = load_topic_specs(partitions=PARTITIONS, prefix=prefix)

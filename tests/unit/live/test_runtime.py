@@ -172,9 +172,14 @@ def _windowed(table_store: object, window_s: float = 3600.0) -> Runtime:
 
 def _requests_committed(runtime: Runtime, hours: list[int]) -> None:
     """Requests of o-<h> at T0 + h hours, committed: each due REVIEW later."""
+    _commit_requests(runtime, {f"o-{h}": timedelta(hours=h) for h in hours})
+
+
+def _commit_requests(runtime: Runtime, requests: dict[str, timedelta]) -> None:
+    """A request of each order at T0 + its offset, applied at T0 and committed."""
     part = runtime.part(0)
-    for h in hours:
-        part.engine.apply(event("aftersale.requested", timedelta(hours=h), order_id=f"o-{h}"), T0)
+    for order_id, at in requests.items():
+        part.engine.apply(event("aftersale.requested", at, order_id=order_id), T0)
     batch = part.outbox.take()
     batch.changelog_offset = 10
     part.outbox.settle(batch)
@@ -228,12 +233,7 @@ def test_an_index_that_is_not_current_is_rebuilt_at_the_start(store: FaustRocksS
 
 def _burst_committed(runtime: Runtime, orders: int) -> None:
     """Requests of b-0..b-<orders-1> all at T0, committed: all due at T0 + REVIEW."""
-    part = runtime.part(0)
-    for n in range(orders):
-        part.engine.apply(event("aftersale.requested", T0, order_id=f"b-{n:02}"), T0)
-    batch = part.outbox.take()
-    batch.changelog_offset = 10
-    part.outbox.settle(batch)
+    _commit_requests(runtime, {f"b-{n:02}": timedelta(0) for n in range(orders)})
 
 
 def test_deadlines_due_in_the_same_instant_come_back_a_chunk_per_timer_run(
