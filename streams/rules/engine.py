@@ -10,7 +10,7 @@ the streaming worker passes what the wall clock and catch-up safety allow. Pure:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
 from datetime import datetime
 from typing import Literal, NamedTuple
 
@@ -129,11 +129,20 @@ class Engine:
         """Fire every reminder and deadline due at or before `now`, earliest first; forget
         every order whose retention ended by then. With `limit`, take at most that many due
         entries (the rest stay due: the next call goes on where this one stopped)."""
-        wheel = self.wheel
-        if now < wheel.floor:  # nothing can be due yet: the common case, kept cheap
+        if now < self.wheel.floor:  # nothing can be due yet: the common case, kept cheap
             return []
         effects: list[Effect] = []
-        store, policy = self.store, self.policy
+        for _, _, fired in self.fire_due(now, limit):
+            effects += fired
+        return effects
+
+    def fire_due(
+        self, now: datetime, limit: int | None = None
+    ) -> Iterator[tuple[str, datetime, list[Effect]]]:
+        """`advance`, one due entry at a time, in (due time, order id) order: the order id, the
+        due time, and what firing it did (often nothing: an entry earlier than its order's
+        due time)."""
+        wheel, store, policy = self.wheel, self.store, self.policy
         left = -1 if limit is None else limit
         while left != 0 and (item := wheel.pop_next(now)) is not None:
             left -= 1
@@ -143,14 +152,14 @@ class Engine:
                 continue
             fired = state.fire_next(when, policy)
             if fired:
-                effects += fired
                 if type(fired[-1]) is OrderForgotten:
                     del store[order_id]
+                    yield order_id, when, fired
                     continue
                 store[order_id] = state
             # (nothing fired: an entry earlier than the order's due time; no write)
             wheel.schedule(order_id, state.next_due(policy))
-        return effects
+            yield order_id, when, fired
 
     def next_wakeup(self) -> datetime | None:
         """When `advance` next has something to do."""

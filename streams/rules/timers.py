@@ -1,8 +1,10 @@
 """A due-time index bucketed by time (a timer wheel with 64-second slots).
 
 Keys (order ids) are scheduled at an instant; `pop_next(now)` hands them back one at a time in
-(due time, scheduling order) order. Rescheduling a key simply supersedes its older entry, which
-is skipped when its slot is reached, so scheduling costs O(1) and nothing is searched.
+(due time, key) order, which depends on nothing but the keys and their due times: a replay
+sharded by order fires in the same order as one that is not (`streams/tools/replay_jobs.py`).
+Rescheduling a key simply supersedes its older entry, which is skipped when its slot is
+reached, so scheduling costs O(1) and nothing is searched.
 
 A wheel may hold only a window of time (`horizon`, and `horizon_key` within that instant): a
 key whose (due time, key) is at or after (`horizon`, `horizon_key`) is dropped, and its owner,
@@ -19,7 +21,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Final
 
-_Entry = tuple[datetime, int, str]
+#: (due, key, sequence): the sequence tells the live entry of a key from superseded ones.
+_Entry = tuple[datetime, str, int]
 _NEVER: Final = datetime.max.replace(tzinfo=UTC)
 #: A slot spans 2**6 = 64 seconds. Due times are spread thin (one per few seconds in a busy
 #: replay), so one-second slots held about one entry each and every pop paid a heap pop;
@@ -60,7 +63,7 @@ class TimerWheel:
             self._live.pop(key, None)
             return
         self._seq += 1
-        entry = (when, self._seq, key)
+        entry = (when, key, self._seq)
         self._live[key] = self._seq
         if when < self.floor:
             self.floor = when
@@ -94,9 +97,9 @@ class TimerWheel:
             slot = int(when.timestamp()) >> _SLOT_SHIFT
             bucket = slots.get(slot)
             if bucket is None:
-                slots[slot] = [(when, seq, key)]
+                slots[slot] = [(when, key, seq)]
             else:
-                bucket.append((when, seq, key))
+                bucket.append((when, key, seq))
         self._seq, self.floor = seq, floor
         self._current, self._current_slot, self._pos = [], None, 0
         self._slot_heap = list(slots)
@@ -138,15 +141,15 @@ class TimerWheel:
         if entry is None or entry[0] > now:
             return None
         self._pos += 1
-        del self._live[entry[2]]
-        return entry[2], entry[0]
+        del self._live[entry[1]]
+        return entry[1], entry[0]
 
     def _head(self) -> _Entry | None:
         while True:
             current, pos, live = self._current, self._pos, self._live
             while pos < len(current):
                 entry = current[pos]
-                if live.get(entry[2]) == entry[1]:
+                if live.get(entry[1]) == entry[2]:
                     self._pos, self.floor = pos, entry[0]
                     return entry
                 pos += 1
