@@ -53,6 +53,10 @@ class ContractError(AftersaleError):
     """The contract under topics/, or bytes this project wrote (stored state), cannot be read."""
 
 
+class ShardError(AftersaleError):
+    """A process of a sharded replay (`aftersale replay --jobs`) ended without its answer."""
+
+
 class DependencyError(AftersaleError):
     """faust-streaming or aiokafka is not the version the worker's framework patches fit."""
 
