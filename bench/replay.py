@@ -1,6 +1,6 @@
 """Throughput of `aftersale replay` next to merely parsing the same file, in the same run.
 
-    python bench/replay.py [--events 1000000] [--keep]
+    python bench/replay.py [--events 1000000] [--jobs N]
 
 Builds (once, cached under bench/data/) a simulated file of about --events records, then runs,
 each in a fresh process on one core: (1) read + parse every line, once with each of the
@@ -8,8 +8,11 @@ project's JSON libraries (orjson; msgspec, which decodes input events), (2) a fl
 replay in Python must do at least, with no rules (decode each line into its event type's
 Struct, read its order's state, record the event id, write the state back), (3) the full replay
 into a temporary folder. Prints events/s, the ratios of the floor and of the replay to the
-faster parse, and peak memory (RSS).
-Targets (issue #2): >= 150,000 events/s, <= 4x the parse-only time.
+faster parse, and peak memory (RSS). Then (4) `replay --jobs N` (default: the cores), on every
+core, its rate next to the one-core replay's, and whether its files are byte for byte the
+one-core replay's (exit 1 if not).
+Targets (issue #2): >= 150,000 events/s, <= 4x the parse-only time; (issue #21) --jobs 2 >= 1.8x
+the one-core rate.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ UNTIL = "2027-06-01T00:00:00Z"
 EVENTS_PER_ORDER = 4.35  # measured average of `aftersale simulate` with the default mix
 
 
-def _phase(kind: str, path: Path) -> None:
+def _phase(kind: str, path: Path, out: Path | None, jobs: int) -> None:
     """Run one measured phase in this process and print its figures as JSON.
 
     Modules are imported before the clock starts, in both phases: only the work is timed.
@@ -43,6 +46,7 @@ def _phase(kind: str, path: Path) -> None:
     from streams.rules.orders import OrderState
     from streams.rules.policy import Policy
     from streams.tools.replay import replay
+    from streams.tools.replay_jobs import replay_jobs
 
     # compiled before the clock starts, and only for the phase that uses it
     typed = union_decoder(compile_event_types(contract())) if kind == "floor" else None
@@ -81,17 +85,25 @@ def _phase(kind: str, path: Path) -> None:
                         state = OrderState(order_id)
                     state.event_ids.add(body.event_id)
                     store[order_id] = state
+    elif kind == "replay":
+        assert out is not None
+        count = replay(path, out, Policy(), parse_time(UNTIL)).read
     else:
-        with tempfile.TemporaryDirectory() as out:
-            count = replay(path, Path(out), Policy(), parse_time(UNTIL)).read
+        assert out is not None
+        count = replay_jobs(path, out, Policy(), jobs, parse_time(UNTIL)).read
     seconds = time.perf_counter() - start
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"events": count, "seconds": seconds, "peak_rss_mb": rss_mb}))
+    # a shard's peak (the largest of the children's)
+    shard_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(json.dumps({"events": count, "seconds": seconds, "peak_rss_mb": rss_mb,
+                      "shard_rss_mb": shard_mb}))  # fmt: skip
 
 
-def _measure(kind: str, path: Path) -> dict[str, float]:
-    cmd = [sys.executable, __file__, "--phase", kind, str(path)]
-    if hasattr(os, "sched_setaffinity"):
+def _measure(kind: str, path: Path, out: Path | None = None, jobs: int = 1) -> dict[str, float]:
+    cmd = [sys.executable, __file__, "--phase", kind, str(path), "--jobs", str(jobs)]
+    if out is not None:
+        cmd += ["--out", str(out)]
+    if kind != "jobs" and hasattr(os, "sched_setaffinity"):
         cmd = ["taskset", "-c", "0", *cmd]  # one core, as the target says
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
     figures: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -115,18 +127,30 @@ def _input(events: int) -> Path:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000, help="approximate input size")
-    phases = ("orjson", "msgspec", "floor", "replay")
+    parser.add_argument(
+        "--jobs", type=int, default=len(os.sched_getaffinity(0)),
+        help="processes of the sharded replay (default: the cores)",
+    )  # fmt: skip
+    phases = ("orjson", "msgspec", "floor", "replay", "jobs")
     parser.add_argument("--phase", choices=phases, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("path", nargs="?", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
-        _phase(args.phase, args.path)
+        _phase(args.phase, args.path, args.out, args.jobs)
         return 0
     path = _input(args.events)
     size_mb = path.stat().st_size / 1e6
     parses = {kind: _measure(kind, path) for kind in ("orjson", "msgspec")}
     floor = _measure("floor", path)
-    run = _measure("replay", path)
+    with tempfile.TemporaryDirectory() as folder:
+        one, many = Path(folder) / "one", Path(folder) / "many"
+        run = _measure("replay", path, one)
+        sharded = _measure("jobs", path, many, args.jobs)
+        identical = sorted(p.name for p in one.iterdir()) == sorted(
+            p.name for p in many.iterdir()
+        ) and all(_same(file, many / file.name) for file in one.iterdir())
+        out_mb = sum(file.stat().st_size for file in one.iterdir()) / 1e6
     parse = min(parses.values(), key=lambda figures: figures["seconds"])
     n = run["events"]
     rate = n / run["seconds"]
@@ -141,7 +165,29 @@ def main() -> int:
     print(f"floor/parse    {floor_s / parse['seconds']:.1f}x (of the faster parse)")
     print(f"replay/parse   {ratio:.1f}x (of the faster parse)      target <= 4x")
     print(f"peak RSS       parse {parse['peak_rss_mb']:.0f} MB, replay {run['peak_rss_mb']:.0f} MB")
-    return 0
+    jobs_s = sharded["seconds"]
+    print(
+        f"replay --jobs {args.jobs} {jobs_s:.2f} s  {n / jobs_s:>12,.0f} events/s   "
+        f"{run['seconds'] / jobs_s:.2f}x the one-core replay   target >= 1.8x on two cores"
+    )
+    print(
+        f"  peak RSS     parent {sharded['peak_rss_mb']:.0f} MB, largest shard "
+        f"{sharded['shard_rss_mb']:.0f} MB"
+    )
+    verdict = "yes" if identical else "NO"
+    print(f"  byte-identical to the one-core replay: {verdict} ({out_mb:.0f} MB of output)")
+    return 0 if identical else 1
+
+
+def _same(a: Path, b: Path) -> bool:
+    """Whether two files hold the same bytes (read a MB at a time)."""
+    if a.stat().st_size != b.stat().st_size:
+        return False
+    with a.open("rb") as left, b.open("rb") as right:
+        while block := left.read(1 << 20):
+            if block != right.read(1 << 20):
+                return False
+    return True
 
 
 if __name__ == "__main__":
