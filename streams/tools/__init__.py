@@ -1,1 +1,2 @@
-"""The `aftersale` command line: replay, simulate, topics, worker, and the demo's tail."""
+"""The `aftersale` command line: replay (one process or sharded), simulate, topics, worker,
+and the demo's tail."""
