@@ -50,7 +50,7 @@ from streams.live.table_store import route_restores
 from streams.live.ticker import check_deadlines
 from streams.patches import eos_commit, static_leave
 from streams.rules.clock import Clock, SystemClock
-from streams.rules.policy import load_policy
+from streams.rules.policy import Policy, resolve_policy
 
 log = logging.getLogger("aftersale.worker")
 
@@ -94,6 +94,12 @@ FAUST_TUNING: dict[str, Any] = {
 }
 
 
+def worker_policy(settings: Settings) -> Policy:
+    """The policy the worker runs: the preset AFTERSALE_POLICY names, else the file
+    AFTERSALE_POLICY_FILE, else the contract's."""
+    return resolve_policy(settings.policy or settings.policy_file)
+
+
 def build_app(
     settings: Settings,
     clock: Clock | None = None,
@@ -106,7 +112,7 @@ def build_app(
     patches.install()
     static_leave.leave_on_close(settings.leave_on_shutdown)
     clock = clock or SystemClock()
-    policy = load_policy(settings.policy_file)
+    policy = worker_policy(settings)
     options = settings.client_options()
     app = faust.App(
         settings.app_id,

@@ -24,6 +24,7 @@ from streams.contract.topics import (
     ORDER_EVENTS,
 )
 from streams.errors import ConfigError
+from streams.rules import presets
 
 PREFIX: Final = "AFTERSALE_"
 
@@ -110,6 +111,14 @@ def _session_seconds(text: str) -> float:
     return value
 
 
+def _preset(text: str) -> str | None:
+    if not text:
+        return None
+    if text not in presets.NAMES:
+        raise ValueError(f"must be one of {', '.join(presets.NAMES)}")
+    return text
+
+
 def _optional_path(text: str) -> Path | None:
     return Path(text) if text else None
 
@@ -158,6 +167,12 @@ class Settings:
     data_dir: Path = _setting(Path(".aftersale-data"), "folder of the local state store", Path)
     policy_file: Path | None = _setting(
         None, "policy YAML (default: the contract's policy)", _optional_path
+    )
+    policy: str | None = _setting(
+        None,
+        "a policy preset shipped with the package (`aftersale policy list`), instead of "
+        "AFTERSALE_POLICY_FILE",
+        _preset,
     )
     web_port: int = _setting(6066, "port of faust's web server (its status pages)", _port)
     web_bind: str = _setting(
@@ -227,6 +242,10 @@ class Settings:
             raise ConfigError(
                 f"{PREFIX}KAFKA_SASL_MECHANISM is set but {PREFIX}KAFKA_SECURITY_PROTOCOL is "
                 f"{self.kafka_security_protocol}"
+            )
+        if self.policy_file is not None and self.policy is not None:
+            raise ConfigError(
+                f"{PREFIX}POLICY and {PREFIX}POLICY_FILE are both set: one policy, from one"
             )
         if self.policy_file is not None and not self.policy_file.is_file():
             raise ConfigError(f"{PREFIX}POLICY_FILE: no such file: {self.policy_file}")

@@ -89,6 +89,22 @@ def policy_from_mapping(data: object, source: str = "policy") -> Policy:
     )
 
 
+def resolve_policy(value: str | Path | None) -> Policy:
+    """The policy `value` names: a preset's name (`streams/rules/presets/`), else a policy
+    file's path (a file named like a preset is read as `./kuaishou`); None gives the default
+    policy."""
+    from streams.rules import presets
+
+    if isinstance(value, str) and value in presets.NAMES:
+        return presets.load(value)
+    try:
+        return load_policy(value)
+    except PolicyError as exc:
+        if isinstance(value, str) and "/" not in value and not Path(value).exists():
+            raise PolicyError(f"{exc} (or a preset: {', '.join(presets.NAMES)})") from None
+        raise
+
+
 def load_policy(path: str | Path | None) -> Policy:
     """Read a policy file (YAML); None gives the default policy."""
     if path is None:

@@ -11,7 +11,8 @@ from pathlib import Path
 from streams import __version__
 from streams.contract.times import parse_time
 from streams.errors import AftersaleError, ConfigError
-from streams.rules.policy import load_policy
+from streams.rules.policy import resolve_policy
+from streams.tools.policy import POLICY_HELP
 
 
 def _until(text: str | None) -> datetime | None:
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="advance the clock to this RFC 3339 time after the last line (default: stop at the "
         "last record's time)",
     )
-    replay.add_argument("--policy", type=Path, metavar="FILE", help="policy YAML (default policy)")
+    replay.add_argument("--policy", metavar="NAME|FILE", help=POLICY_HELP)
     replay.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     replay.add_argument("--quiet", action="store_true", help="no progress and no summary")
     replay.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -77,6 +78,17 @@ def build_parser() -> argparse.ArgumentParser:
         "cases, escalations, producer retries and a share of bad input.",
     )
     add_simulate_arguments(simulate)
+
+    from streams.tools.policy import add_arguments as add_policy_arguments
+
+    policy = commands.add_parser(
+        "policy",
+        help="the policy presets: list them, show one",
+        description="Policy presets shipped with the package: the published after-sale rules "
+        "of a marketplace, with the source of every number. Use one with --policy NAME, or "
+        "AFTERSALE_POLICY=NAME for the worker.",
+    )
+    add_policy_arguments(policy)
 
     from streams.tools.topics import add_arguments as add_topics_arguments
 
@@ -136,6 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from streams.tools.simulate import run as run_simulate
 
             return run_simulate(args)
+        if args.command == "policy":
+            from streams.tools.policy import run as run_policy
+
+            return run_policy(args)
         if args.command == "topics":
             from streams.tools.topics import run as run_topics
 
@@ -181,7 +197,7 @@ def _replay(args: argparse.Namespace) -> int:
     until = _until(args.until)
     if not args.events.is_file():
         raise ConfigError(f"input file not found: {args.events}")
-    policy = load_policy(args.policy)
+    policy = resolve_policy(args.policy)
     progress = None if args.quiet else ProgressLine()
     jobs = args.jobs
     if jobs is None:

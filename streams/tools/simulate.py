@@ -24,7 +24,8 @@ import orjson
 
 from streams.contract.times import format_seconds, format_time, parse_duration, parse_time
 from streams.errors import ConfigError
-from streams.rules.policy import Policy, load_policy
+from streams.rules.policy import Policy, resolve_policy
+from streams.tools.policy import POLICY_HELP
 
 CHINA = timezone(timedelta(hours=8))
 REASONS = ("quality", "logistics", "not_as_described", "no_reason", "mistaken_order", "other")
@@ -235,7 +236,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="compress time S-fold: the story's gaps and the default deadlines are divided by S "
         "(3600 turns hours into seconds); use with --policy-out for the matching policy",
     )  # fmt: skip
-    parser.add_argument("--policy", type=Path, help="policy whose deadlines the story aims at")
+    parser.add_argument(
+        "--policy",
+        metavar="NAME|FILE",
+        help="the policy whose deadlines the story aims at: " + POLICY_HELP,
+    )
     parser.add_argument("--policy-out", type=Path, help="write the policy in use (YAML) here")
     parser.add_argument("--out", type=Path, help="output file (default: standard output)")
     parser.add_argument(
@@ -295,7 +300,9 @@ def run(args: argparse.Namespace) -> int:
         span = parse_duration(args.span)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    policy = load_policy(args.policy) if args.policy else scaled_policy(Policy(), args.time_scale)
+    policy = (
+        resolve_policy(args.policy) if args.policy else scaled_policy(Policy(), args.time_scale)
+    )
     if args.policy_out:
         args.policy_out.write_text(policy_yaml(policy), encoding="utf-8")
     mix = Mix(bad_rate=args.bad_rate, retry_rate=args.retry_rate)

@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Create (idempotently) or check the topics; exit 1 when a check finds a mismatch."""
     # the policy is the worker's business (it may not be written yet when topics are made)
-    overrides: dict[str, Any] = {"policy_file": None}
+    overrides: dict[str, Any] = {"policy_file": None, "policy": None}
     if args.bootstrap is not None:
         overrides["kafka_bootstrap"] = args.bootstrap
     settings = Settings.from_env(**overrides)

@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 from faust.types.enums import ProcessingGuarantee
 
-from streams.live.app import build_app
+from streams.live.app import build_app, worker_policy
 from streams.live.settings import Settings
+from streams.rules import presets
+from streams.rules.policy import Policy
 
 
 def test_faust_own_environment_variables_do_not_override_the_settings(
@@ -53,3 +55,13 @@ async def test_the_worker_reads_only_committed_input(tmp_path: Path) -> None:
         assert consumer._client._metadata_max_age_ms <= 5_000
     finally:
         await consumer.stop()
+
+
+def test_the_worker_runs_the_preset_or_the_file_it_is_given(tmp_path: Path) -> None:
+    assert worker_policy(Settings.from_env({})) == Policy()
+    taobao = worker_policy(Settings.from_env({"AFTERSALE_POLICY": "taobao"}))
+    assert taobao == presets.load("taobao") != Policy()
+    file = tmp_path / "policy.yaml"
+    file.write_text("deadlines: {buyer_return: P3D}\n")
+    mine = worker_policy(Settings.from_env({"AFTERSALE_POLICY_FILE": str(file)}))
+    assert mine.deadlines["buyer_return"].days == 3

@@ -55,6 +55,11 @@ def test_environment_values_are_parsed() -> None:
         ({"AFTERSALE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "needs AFTERSALE_KAFKA_SASL_MECHANISM"),
         ({"AFTERSALE_KAFKA_SASL_MECHANISM": "PLAIN"}, "KAFKA_SECURITY_PROTOCOL is PLAINTEXT"),
         ({"AFTERSALE_POLICY_FILE": "/nonexistent.yaml"}, "no such file: /nonexistent.yaml"),
+        ({"AFTERSALE_POLICY": "jd"}, "AFTERSALE_POLICY='jd': must be one of kuaishou, taobao"),
+        (
+            {"AFTERSALE_POLICY": "taobao", "AFTERSALE_POLICY_FILE": "/etc/hosts"},
+            "AFTERSALE_POLICY and AFTERSALE_POLICY_FILE are both set",
+        ),
     ],
 )
 def test_bad_values_are_refused_naming_the_variable(env: dict[str, str], message: str) -> None:

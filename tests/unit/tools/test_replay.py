@@ -259,6 +259,35 @@ def test_bad_until_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     )
 
 
+def test_a_preset_by_name_sets_the_deadlines(tmp_path: Path) -> None:
+    events = write(tmp_path / "in.jsonl", [body("aftersale.requested", 0 * H)])
+    args = ["replay", str(events), "--quiet", "--until", "2026-11-30T00:00:00Z"]
+    assert main([*args, "--policy", "taobao", "--out", str(tmp_path / "taobao")]) == 0
+    assert main([*args, "--policy", "kuaishou", "--out", str(tmp_path / "kuaishou")]) == 0
+    taobao = read(tmp_path / "taobao" / "actions.jsonl")
+    kuaishou = read(tmp_path / "kuaishou" / "actions.jsonl")
+    # the review (5 days / 48 hours), then the buyer's return (7 days / 10 days)
+    assert [(a["type"], a["deadline_at"]) for a in taobao] == [
+        ("auto_approve", "2026-11-06T10:00:00Z"),
+        ("auto_close", "2026-11-13T10:00:00Z"),
+    ]
+    assert [(a["type"], a["deadline_at"]) for a in kuaishou] == [
+        ("auto_approve", "2026-11-03T10:00:00Z"),
+        ("auto_close", "2026-11-13T10:00:00Z"),
+    ]
+
+
+def test_an_unknown_policy_name_is_one_line_naming_the_presets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events = write(tmp_path / "in.jsonl", [body("order.paid", 0 * H)])
+    assert main(["replay", str(events), "--policy", "jd", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "cannot read policy file jd" in err
+    assert "(or a preset: kuaishou, taobao, wechat)" in err
+
+
 def test_policy_file_changes_deadlines(tmp_path: Path) -> None:
     policy = tmp_path / "policy.yaml"
     policy.write_text("deadlines: {merchant_review: PT1H}\nreminders: {merchant_review: []}\n")
