@@ -67,14 +67,15 @@ _meta_decoder: Final = msgspec.json.Decoder(Meta)
 
 def policy_fingerprint(policy: Policy) -> str:
     """A digest of everything in `policy` (due times depend on parts of it)."""
-    text = repr(
-        (
-            sorted(policy.deadlines.items()),
-            policy.no_reason_window,
-            sorted(policy.reminders.items()),
-            policy.order_retention,
-        )
+    parts: tuple[object, ...] = (
+        sorted(policy.deadlines.items()),
+        policy.no_reason_window,
+        sorted(policy.reminders.items()),
+        policy.order_retention,
     )
+    if policy.freezes:  # (only then: a store indexed before freezes existed stays valid)
+        parts += (policy.freezes,)
+    text = repr(parts)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 

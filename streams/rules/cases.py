@@ -58,7 +58,7 @@ class Case(msgspec.Struct, array_like=True, forbid_unknown_fields=True, gc=False
     def start(self, rule: Rule, at: datetime, policy: Policy) -> None:
         """Start `rule`'s deadline at business time `at`."""
         self.rule, self.set_at, self.reminded, self.remaining = rule, at, (), None
-        self.due_at = at + policy.deadlines[rule]
+        self.due_at = policy.deadline_after(at, policy.deadlines[rule])
 
     def stop(self) -> None:
         """No deadline applies any more."""
@@ -156,13 +156,15 @@ class Case(msgspec.Struct, array_like=True, forbid_unknown_fields=True, gc=False
         elif kind == "aftersale.escalated" and phase != "escalated":
             self.resume_phase, self.phase = phase, "escalated"
             if self.due_at is not None:
-                self.remaining, self.due_at = self.due_at - at, None
+                # the deadline time left (a freeze between now and the deadline is not left)
+                self.remaining = policy.running_between(at, self.due_at)
+                self.due_at = None
         elif kind == "aftersale.resolved" and phase == "escalated":
-            self._resolve(event.body["decision"], at)
+            self._resolve(event.body["decision"], at, policy)
         else:
             raise InvalidTransition(f"{kind} is not allowed for case {self.case_id} in {phase}")
 
-    def _resolve(self, decision: str, at: datetime) -> None:
+    def _resolve(self, decision: str, at: datetime, policy: Policy) -> None:
         if decision == "refund":
             self.close("refunded")
         elif decision == "reject":
@@ -179,4 +181,5 @@ class Case(msgspec.Struct, array_like=True, forbid_unknown_fields=True, gc=False
                 )
             self.phase, self.resume_phase = self.resume_phase, None
             if remaining is not None:
-                self.set_at, self.due_at, self.remaining = at, at + remaining, None
+                self.set_at, self.remaining = at, None
+                self.due_at = policy.deadline_after(at, remaining)

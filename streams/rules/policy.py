@@ -1,18 +1,19 @@
-"""The deadline policy: how long each rule runs, the no-reason window, reminder offsets and
-how long an order without an open case is remembered."""
+"""The deadline policy: how long each rule runs, the no-reason window, reminder offsets, how
+long an order without an open case is remembered, and the clock freezes (periods, such as a
+holiday, during which deadline time does not run)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import Final, Literal
 
 import yaml
 
-from streams.contract.times import LONGEST, parse_duration
+from streams.contract.times import LATEST_OCCURRED_AT, LONGEST, parse_duration, parse_time
 from streams.errors import PolicyError
 
 Rule = Literal["merchant_review", "buyer_return", "merchant_receipt"]
@@ -48,10 +49,56 @@ class Policy:
     #: How long an order with no open case is kept after the latest instant it saw (an
     #: applied event's `occurred_at` or a fired deadline); None keeps every order forever.
     order_retention: timedelta | None = None
+    #: Periods [start, end) during which deadline time does not run: sorted, and overlapping,
+    #: nested or adjacent ones merged (`merge_freezes`).
+    freezes: tuple[tuple[datetime, datetime], ...] = ()
 
     def offsets(self, rule: Rule) -> tuple[timedelta, ...]:
         """Reminder offsets of `rule`, largest first (so their remind_at come in time order)."""
         return self.reminders[rule]
+
+    def deadline_after(self, at: datetime, running: timedelta) -> datetime:
+        """The deadline `running` of deadline time after `at`: time within a freeze does not
+        count, a deadline started within a freeze starts running at its end, and one that
+        would fall at or after a freeze's start moves by the frozen time it spans (a deadline
+        never falls within a freeze; it may fall at its end)."""
+        when = at + running
+        freezes = self.freezes
+        if not freezes or when < freezes[0][0] or at >= freezes[-1][1]:
+            return when  # the common case: no freeze in the way
+        now, left = at, running
+        for start, end in freezes:
+            if end <= now:
+                continue
+            if now < start:
+                if now + left < start:
+                    return now + left
+                left -= start - now
+            now = end
+        return now + left
+
+    def running_between(self, at: datetime, due: datetime) -> timedelta:
+        """The deadline time in [at, due): wall time less the frozen time within it."""
+        running = due - at
+        for start, end in self.freezes:
+            overlap = min(end, due) - max(start, at)
+            if overlap > timedelta(0):
+                running -= overlap
+        return running
+
+
+def merge_freezes(
+    periods: list[tuple[datetime, datetime]],
+) -> tuple[tuple[datetime, datetime], ...]:
+    """Periods sorted, with those that overlap, nest or touch merged into one."""
+    merged: list[tuple[datetime, datetime]] = []
+    for start, end in sorted(periods):
+        if merged and start <= merged[-1][1]:
+            if end > merged[-1][1]:
+                merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    return tuple(merged)
 
 
 def policy_from_mapping(data: object, source: str = "policy") -> Policy:
@@ -60,7 +107,7 @@ def policy_from_mapping(data: object, source: str = "policy") -> Policy:
         return Policy()
     if not isinstance(data, Mapping):
         raise PolicyError(f"{source}: expected a mapping at the top level")
-    known = {"deadlines", "no_reason_window", "reminders", "order_retention"}
+    known = {"deadlines", "no_reason_window", "reminders", "order_retention", "freezes"}
     for key in data:
         if key not in known:
             raise PolicyError(f"{source}: unknown key {key!r} (known: {', '.join(sorted(known))})")
@@ -86,6 +133,7 @@ def policy_from_mapping(data: object, source: str = "policy") -> Policy:
         no_reason_window=window,
         reminders=reminders,
         order_retention=retention,
+        freezes=merge_freezes(_freezes(data.get("freezes"), source)),
     )
 
 
@@ -136,6 +184,42 @@ def _rule_map(value: object, name: str, source: str) -> dict[Rule, object]:
             )
         out[rule] = item
     return out
+
+
+def _freezes(value: object, source: str) -> list[tuple[datetime, datetime]]:
+    """`freezes:` a list of {from: TIME, to: TIME, name: TEXT} (name optional)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise PolicyError(f"{source}: freezes must be a list of {{from: TIME, to: TIME}}")
+    periods = []
+    for n, item in enumerate(value, 1):
+        where = f"freezes[{n}]"
+        if not isinstance(item, Mapping) or not {"from", "to"} <= set(item):
+            raise PolicyError(f"{source}: {where} must be a mapping with from and to")
+        unknown = set(item) - {"from", "to", "name"}
+        if unknown:
+            raise PolicyError(f"{source}: {where}: unknown key {sorted(unknown)[0]!r}")
+        start = _instant(item["from"], f"{where}.from", source)
+        end = _instant(item["to"], f"{where}.to", source)
+        if end <= start:
+            raise PolicyError(f"{source}: {where}: to must be after from")
+        if end > LATEST_OCCURRED_AT:
+            raise PolicyError(f"{source}: {where}: to must be before the year 9000")
+        periods.append((start, end))
+    return periods
+
+
+def _instant(value: object, name: str, source: str) -> datetime:
+    """An RFC 3339 time with an offset (YAML may have read it as a datetime already)."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise PolicyError(f"{source}: {name}: {value} has no offset (write e.g. +08:00)")
+        value = value.isoformat()
+    try:
+        return parse_time(str(value))
+    except ValueError as exc:
+        raise PolicyError(f"{source}: {name}: {exc}") from None
 
 
 def _positive(value: object, name: str, source: str) -> timedelta:

@@ -265,6 +265,7 @@ def scaled_policy(policy: Policy, scale: float) -> Policy:
         no_reason_window=policy.no_reason_window / scale,
         reminders={rule: tuple(o / scale for o in offs) for rule, offs in policy.reminders.items()},
         order_retention=None if policy.order_retention is None else policy.order_retention / scale,
+        freezes=policy.freezes,  # instants, not durations
     )
 
 
@@ -276,11 +277,19 @@ def policy_yaml(policy: Policy) -> str:
         for r, offs in policy.reminders.items()
     )
     keep = policy.order_retention
+    freezes = "".join(
+        f"  - {{from: '{format_time(start)}', to: '{format_time(end)}'}}\n"
+        for start, end in policy.freezes
+    )
     return (
-        f"deadlines: {{{deadlines}}}\n"
-        f"no_reason_window: {format_seconds(policy.no_reason_window)}\n"
-        f"reminders: {{{reminders}}}\n"
-    ) + ("" if keep is None else f"order_retention: {format_seconds(keep)}\n")
+        (
+            f"deadlines: {{{deadlines}}}\n"
+            f"no_reason_window: {format_seconds(policy.no_reason_window)}\n"
+            f"reminders: {{{reminders}}}\n"
+        )
+        + ("" if keep is None else f"order_retention: {format_seconds(keep)}\n")
+        + (f"freezes:\n{freezes}" if freezes else "")
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -125,8 +125,31 @@ def policies(draw: st.DrawFn) -> Policy:
     reminders = {rule: draw(st.lists(reminder_choices, max_size=3, unique=True)) for rule in RULES}
     window = f"PT{draw(st.integers(1, 7 * 24))}H"
     return policy_from_mapping(
-        {"deadlines": deadlines, "reminders": reminders, "no_reason_window": window}
+        {
+            "deadlines": deadlines,
+            "reminders": reminders,
+            "no_reason_window": window,
+            "freezes": draw(freezes()),
+        }
     )
+
+
+_HALF_HOUR = timedelta(minutes=30)
+
+
+@st.composite
+def freezes(draw: st.DrawFn) -> list[dict[str, str]]:
+    """None most often, else up to three clock freezes (they may overlap, nest or touch) in
+    the scenarios' first days, on the half hours events happen at, in several offsets."""
+    if draw(st.integers(0, 2)) > 0:
+        return []
+    periods = []
+    for _ in range(draw(st.integers(1, 3))):
+        start = T0 + _HALF_HOUR * draw(st.integers(-48, 2 * 24 * 12))
+        end = start + _HALF_HOUR * draw(st.integers(1, 96))
+        zone = timezone(timedelta(hours=draw(st.sampled_from((0, 8, -5)))))
+        periods.append({"from": start.astimezone(zone).isoformat(), "to": end.isoformat()})
+    return periods
 
 
 @st.composite

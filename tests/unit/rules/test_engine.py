@@ -11,7 +11,7 @@ from streams.contract.events import Event
 from streams.contract.times import format_time
 from streams.rules.effects import Action, CaseChanged, Effect, Reminder
 from streams.rules.engine import Engine, Result
-from streams.rules.policy import Policy
+from streams.rules.policy import Policy, merge_freezes
 from tests.unit.factories import T0, event
 
 H = timedelta(hours=1)
@@ -503,3 +503,37 @@ def test_advance_with_a_limit_takes_the_same_effects_a_chunk_at_a_time() -> None
     assert len([e for e in whole if isinstance(e, Action)]) == 50
     assert calls >= 15  # 150 entries (two reminders and a deadline per case), 10 per call
     assert engine.advance(T0 + REVIEW, limit=0) == []
+
+
+# --- clock freezes -------------------------------------------------------------------------------
+
+
+def test_a_freeze_moves_the_deadline_and_its_reminders_keep_their_offsets() -> None:
+    # frozen from 30 h to 40 h after the request: the 48 h review ends at 58 h
+    policy = Policy(freezes=merge_freezes([(T0 + 30 * H, T0 + 40 * H)]))
+    run = Run(policy)
+    run.send("aftersale.requested", 0 * H)
+    run.until(58 * H - timedelta(microseconds=1))
+    assert run.actions() == []
+    reminders = [r for r in run.effects if isinstance(r, Reminder)]
+    # 24 h and 2 h before the moved deadline (the first one falls within the freeze)
+    assert [(r.remind_at - T0, r.deadline_at - T0) for r in reminders] == [
+        (34 * H, 58 * H),
+        (56 * H, 58 * H),
+    ]
+    run.until(58 * H)
+    assert run.actions() == [("auto_approve", "merchant_review", format_time(T0 + 58 * H))]
+    # the buyer's return starts at the deadline instant, outside the freeze: 10 days flat
+    assert run.engine.next_wakeup() == T0 + 58 * H + 8 * D  # its 2-day reminder
+
+
+def test_an_escalation_keeps_the_deadline_time_left_not_the_frozen_time() -> None:
+    # escalated at 10 h with 38 h of review left; a freeze from 20 h to 30 h lay ahead of it
+    policy = Policy(freezes=merge_freezes([(T0 + 20 * H, T0 + 30 * H)]))
+    run = Run(policy)
+    run.send("aftersale.requested", 0 * H)
+    run.send("aftersale.escalated", 10 * H)
+    # resumed at 25 h, within the freeze: the 38 h left run from its end, 30 h
+    run.send("aftersale.resolved", 25 * H, decision="resume")
+    run.until(68 * H)
+    assert run.actions() == [("auto_approve", "merchant_review", format_time(T0 + 68 * H))]

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streams.errors import ConfigError, PolicyError
-from streams.rules.policy import RULES, Policy, load_policy, policy_from_mapping
+from streams.rules.policy import RULES, Policy, load_policy, merge_freezes, policy_from_mapping
 
 CONTRACT_EXAMPLE = """\
 deadlines: {merchant_review: PT48H, buyer_return: P10D, merchant_receipt: P10D}
@@ -286,3 +288,136 @@ def test_policy_error_is_a_config_error() -> None:
 def test_policy_from_mapping_names_its_source() -> None:
     with pytest.raises(PolicyError, match=r"^settings: unknown key 'bogus'"):
         policy_from_mapping({"bogus": 1}, "settings")
+
+
+# --- clock freezes: periods in which deadline time does not run -------------------------------
+
+T = datetime(2027, 2, 1, tzinfo=UTC)
+D = timedelta(days=1)
+MICRO = timedelta(microseconds=1)
+
+
+def frozen(*periods: tuple[timedelta, timedelta]) -> Policy:
+    """A policy whose freezes are [T + a, T + b) for each (a, b)."""
+    return Policy(freezes=merge_freezes([(T + a, T + b) for a, b in periods]))
+
+
+def test_freezes_are_read_from_the_file_in_any_offset(tmp_path: Path) -> None:
+    policy = load_policy(
+        write(
+            tmp_path,
+            "freezes:\n"
+            "  - {from: '2027-02-01T08:00:00+08:00', to: '2027-02-08T00:00:00Z',"
+            " name: Spring Festival}\n"
+            "  - {from: 2027-05-01T00:00:00+08:00, to: 2027-05-02T00:00:00+08:00}\n",
+        )
+    )
+    assert policy.freezes == (
+        (T, T + 7 * D),
+        (datetime(2027, 4, 30, 16, tzinfo=UTC), datetime(2027, 5, 1, 16, tzinfo=UTC)),
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("freezes: {from: 2027-02-01T00:00:00Z}", "freezes must be a list"),
+        ("freezes: [{from: '2027-02-01T00:00:00Z'}]", r"freezes\[1\] must be a mapping with"),
+        (
+            "freezes: [{from: '2027-02-02T00:00:00Z', to: '2027-02-01T00:00:00Z'}]",
+            r"freezes\[1\]: to must be after from",
+        ),
+        (
+            "freezes: [{from: '2027-02-01T00:00:00Z', to: '2027-02-01T00:00:00Z'}]",
+            r"freezes\[1\]: to must be after from",
+        ),
+        (
+            "freezes: [{from: 2027-02-01 00:00:00, to: '2027-02-02T00:00:00Z'}]",
+            r"freezes\[1\].from: .* has no offset",
+        ),
+        ("freezes: [{from: tomorrow, to: '2027-02-02T00:00:00Z'}]", r"freezes\[1\].from: not an"),
+        (
+            "freezes: [{from: '8999-01-01T00:00:00Z', to: '9001-01-01T00:00:00Z'}]",
+            "before the year 9000",
+        ),
+        (
+            "freezes: [{from: '2027-02-01T00:00:00Z', to: '2027-02-02T00:00:00Z', until: x}]",
+            r"freezes\[1\]: unknown key 'until'",
+        ),
+    ],
+)
+def test_bad_freezes_are_refused_naming_the_entry(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(PolicyError, match=message):
+        load_policy(write(tmp_path, text + "\n"))
+
+
+def test_overlapping_nested_and_adjacent_freezes_merge() -> None:
+    periods = [
+        (T + 5 * D, T + 6 * D),
+        (T, T + 2 * D),
+        (T + D, T + D + D / 2),
+        (T + 2 * D, T + 3 * D),
+    ]
+    assert merge_freezes(periods) == ((T, T + 3 * D), (T + 5 * D, T + 6 * D))
+
+
+@pytest.mark.parametrize(
+    ("start", "running", "freezes", "due"),
+    [
+        # no freeze in the way
+        (T, 2 * D, [(3 * D, 4 * D)], T + 2 * D),
+        (T, 2 * D - MICRO, [(2 * D, 4 * D)], T + 2 * D - MICRO),  # just before the start
+        # a deadline at a freeze's start falls within it: it moves to the end
+        (T, 2 * D, [(2 * D, 4 * D)], T + 4 * D),
+        # one that spans a freeze moves by its length
+        (T, 2 * D, [(D, D + D / 2)], T + 2 * D + D / 2),
+        # started within a freeze, or at its start: runs from its end
+        (T + D, 2 * D, [(0 * D, 3 * D)], T + 5 * D),
+        (T, 2 * D, [(0 * D, 3 * D)], T + 5 * D),
+        # started at a freeze's end: the freeze is behind it
+        (T + 3 * D, 2 * D, [(0 * D, 3 * D)], T + 5 * D),
+        # adjacent freezes are one: a deadline at the first's start moves past both
+        (T, D, [(D, 2 * D), (2 * D, 3 * D)], T + 3 * D),
+        # nested: the outer one counts
+        (T, D, [(D / 2, 3 * D), (D, 2 * D)], T + 3 * D + D / 2),
+        # several on the way
+        (T, 3 * D, [(D, 2 * D), (3 * D, 4 * D)], T + 5 * D),
+    ],
+)
+def test_a_deadline_moves_by_the_frozen_time_it_spans(
+    start: datetime, running: timedelta, freezes: list[tuple[timedelta, timedelta]], due: datetime
+) -> None:
+    policy = frozen(*freezes)
+    assert policy.deadline_after(start, running) == due
+    assert policy.running_between(start, due) == running
+
+
+def test_a_freeze_in_another_offset_is_the_same_freeze() -> None:
+    china = timezone(timedelta(hours=8))
+    there = Policy(freezes=merge_freezes([(datetime(2027, 2, 2, 8, tzinfo=china), T + 2 * D)]))
+    assert there.deadline_after(T, 2 * D) == frozen((D, 2 * D)).deadline_after(T, 2 * D)
+
+
+instants = st.integers(0, 20 * 24).map(lambda hours: T + timedelta(hours=hours))
+fine_instants = st.integers(0, 20 * 24 * 3600 * 1_000_000).map(lambda us: T + us * MICRO)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(st.tuples(st.one_of(instants, fine_instants), st.integers(1, 5 * 24)), max_size=5),
+    st.one_of(instants, fine_instants),
+    st.integers(1, 10 * 24 * 3600 * 1_000_000).map(lambda us: us * MICRO),
+)
+def test_deadline_time_outside_freezes_is_the_policy_duration(
+    periods: list[tuple[datetime, int]], start: datetime, running: timedelta
+) -> None:
+    policy = Policy(
+        freezes=merge_freezes([(at, at + timedelta(hours=hours)) for at, hours in periods])
+    )
+    due = policy.deadline_after(start, running)
+    assert policy.running_between(start, due) == running
+    assert not any(a <= due < b for a, b in policy.freezes)  # never within a freeze
+    before = due - MICRO  # and the earliest such instant
+    assert any(a <= before < b for a, b in policy.freezes) or (
+        policy.running_between(start, before) < running
+    )

@@ -512,6 +512,9 @@ def test_late_events_are_refused(scenario: Scenario) -> None:
 # --------------------------------------------------------------------------- reference model
 
 
+HALF_HOUR = timedelta(minutes=30)
+
+
 @dataclass(slots=True)
 class Model:
     """One order, one case: the contract's phase table and deadline table, nothing more."""
@@ -529,7 +532,30 @@ class Model:
     actions: list[tuple[str, str, datetime]] = field(default_factory=list)
 
     def deadline(self, rule: str, at: datetime) -> None:
-        self.rule, self.due = rule, at + self.policy.deadlines[rule]  # type: ignore[index]
+        self.rule = rule
+        self.due = self.after(at, self.policy.deadlines[rule])  # type: ignore[index]
+
+    # Deadline time, counted half hour by half hour (every instant in a scenario is on one):
+    # a half hour within a freeze does not count, and a deadline never falls within one.
+    def frozen(self, at: datetime) -> bool:
+        return any(start <= at < end for start, end in self.policy.freezes)
+
+    def after(self, at: datetime, running: timedelta) -> datetime:
+        while running > timedelta(0):
+            if not self.frozen(at):
+                running -= HALF_HOUR
+            at += HALF_HOUR
+        while self.frozen(at):
+            at += HALF_HOUR
+        return at
+
+    def running(self, at: datetime, due: datetime) -> timedelta:
+        left = timedelta(0)
+        while at < due:
+            if not self.frozen(at):
+                left += HALF_HOUR
+            at += HALF_HOUR
+        return left
 
     def no_deadline(self) -> None:
         self.rule = self.due = self.remaining = None
@@ -608,7 +634,7 @@ class Model:
         elif kind == "aftersale.escalated" and phase != "escalated":
             self.came_from, self.phase = phase, "escalated"
             if self.due is not None:
-                self.remaining, self.due = self.due - at, None
+                self.remaining, self.due = self.running(at, self.due), None
         elif kind == "aftersale.resolved" and phase == "escalated":
             decision = body["decision"]
             if decision == "refund":
@@ -618,7 +644,7 @@ class Model:
             else:
                 self.phase = self.came_from
                 if self.remaining is not None:
-                    self.due, self.remaining = at + self.remaining, None
+                    self.due, self.remaining = self.after(at, self.remaining), None
         else:
             return "invalid_transition"
         return "applied"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -263,3 +263,10 @@ def test_cli_negative_span_is_refused_or_still_in_order(tmp_path: Path) -> None:
     assert code == 0
     times = [decode(line).occurred_at for line in out.read_bytes().splitlines()]
     assert times == sorted(times)
+
+
+def test_policy_yaml_keeps_the_freezes_and_scaling_leaves_them_alone() -> None:
+    start = datetime(2027, 2, 1, 0, 0, 0, 250_000, tzinfo=UTC)
+    policy = Policy(freezes=((start, start + timedelta(days=7)),))
+    assert policy_from_mapping(yaml.safe_load(policy_yaml(policy))) == policy
+    assert scaled_policy(policy, 3600).freezes == policy.freezes
