@@ -34,7 +34,7 @@ from typing import Any, Final
 
 import faust
 from faust.sensors.monitor import Monitor
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
 from streams import patches
 from streams.live.commit_hook import CommitHook
@@ -42,6 +42,7 @@ from streams.live.group_watermark import GroupWatermark
 from streams.live.handler import RecordHandler
 from streams.live.metrics import Liveness, RuntimeCollector, WorkerMetrics
 from streams.live.outbox import Batch
+from streams.live.policy_reload import PolicyFile
 from streams.live.record_limits import PRODUCER_BATCH_BYTES, PRODUCER_REQUEST_BYTES
 from streams.live.runtime import Runtime
 from streams.live.settings import Settings
@@ -154,9 +155,9 @@ def build_app(
     # and changelog recovery reads back what was written.
     table.key_serializer = table.value_serializer = "raw"  # type: ignore[attr-defined]
     table.changelog_topic = table._new_changelog_topic()  # type: ignore[attr-defined]
-    route_restores(table, policy)
     group = GroupWatermark() if settings.any_partitioner else None
     runtime = Runtime(settings, policy, table, topics.merged, group=group)
+    route_restores(table, lambda: runtime.policy)
     handler = RecordHandler(runtime, topics, feed_status=settings.status_feed)
     registry = CollectorRegistry() if registry is None else registry
     metrics = WorkerMetrics(registry)
@@ -222,6 +223,27 @@ def build_app(
             log.exception("deadline check failed; retrying on the next tick")
         else:
             liveness.timer_ran()
+
+    if settings.policy_file is not None:
+        policy_file = PolicyFile(settings.policy_file, policy)
+        reloads = Counter(
+            "aftersale_policy_reloads",
+            "Changes of the policy file seen by the worker, by outcome: taken, refused (it "
+            "would move something already running: restart to take it) or invalid.",
+            ["outcome"],
+            registry=registry,
+        )
+        for outcome in policy_file.outcomes:
+            reloads.labels(outcome)
+
+        @app.timer(settings.policy_reload_interval)  # type: ignore[untyped-decorator]
+        async def reload_policy() -> None:
+            before = dict(policy_file.outcomes)
+            new = policy_file.poll(clock.now())
+            if new is not None:
+                runtime.adopt(new)
+            for outcome, count in policy_file.outcomes.items():
+                reloads.labels(outcome).inc(count - before[outcome])
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:

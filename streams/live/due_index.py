@@ -73,8 +73,11 @@ def policy_fingerprint(policy: Policy) -> str:
         sorted(policy.reminders.items()),
         policy.order_retention,
     )
-    if policy.freezes:  # (only then: a store indexed before freezes existed stays valid)
+    # (only when there are some: a store indexed before these existed stays valid)
+    if policy.freezes:
         parts += (policy.freezes,)
+    if policy.versions:
+        parts += (tuple((v.effective_from, policy_fingerprint(v)) for v in policy.versions),)
     text = repr(parts)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
@@ -179,6 +182,15 @@ class DueIndex:
             if key >= stop:
                 return
             yield parse_entry(key)
+
+    def adopt(self, policy: Policy) -> None:
+        """Go on under `policy`, which gives every stored state the due time the current one
+        gives it (`reload_refusal` allows no other): a current index stays current."""
+        meta = self.current()
+        self.policy, self.fingerprint = policy, policy_fingerprint(policy)
+        if meta is not None:
+            meta.policy = self.fingerprint
+            self.view.put(META_KEY, _meta_encoder.encode(meta))
 
     def __len__(self) -> int:
         return sum(1 for key in self.view.keys() if key != META_KEY)  # noqa: SIM118

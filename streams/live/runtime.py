@@ -132,6 +132,16 @@ class Runtime:
             self.parts[partition] = runtime
         return runtime
 
+    def adopt(self, policy: Policy) -> None:
+        """Run `policy` from now on (a reload `reload_refusal` allows): every partition's engine
+        and due index take it."""
+        self.policy = policy
+        for part in self.parts.values():
+            part.engine.policy = policy
+            index = getattr(part.outbox.local, "index", None)
+            if index is not None:
+                index.adopt(policy)
+
     def outbox(self, partition: int) -> Outbox | None:
         runtime = self.parts.get(partition)
         return None if runtime is None else runtime.outbox

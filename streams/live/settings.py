@@ -168,6 +168,12 @@ class Settings:
     policy_file: Path | None = _setting(
         None, "policy YAML (default: the contract's policy)", _optional_path
     )
+    policy_reload_interval: float = _setting(
+        5.0,
+        "seconds between checks of AFTERSALE_POLICY_FILE for a change, taken without a restart "
+        "when it moves nothing running (a version that takes effect later, a freeze ahead)",
+        _seconds,
+    )
     policy: str | None = _setting(
         None,
         "a policy preset shipped with the package (`aftersale policy list`), instead of "

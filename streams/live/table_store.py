@@ -11,7 +11,7 @@ restores go the same way (`route_restores`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import rocksdict
@@ -99,7 +99,7 @@ def local_partition(
     return MemoryPartition(store, partition, partitions)
 
 
-def route_restores(table: Any, policy: Policy) -> None:
+def route_restores(table: Any, policy: Callable[[], Policy]) -> None:
     """Have faust write the changelog records it restores into a RocksDB store the way the
     worker writes (`patches/changelog_write.py`), keeping the due index current."""
     from streams.patches.changelog_write import WRITER  # faust: the worker's, not a record's
@@ -109,6 +109,6 @@ def route_restores(table: Any, policy: Policy) -> None:
         return
 
     def write(partition: int, items: Mapping[bytes, bytes | None], offset: int) -> None:
-        RocksPartition(store, partition, policy).write(items, offset)
+        RocksPartition(store, partition, policy()).write(items, offset)
 
     setattr(store, WRITER, write)

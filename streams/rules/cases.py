@@ -54,11 +54,15 @@ class Case(msgspec.Struct, array_like=True, forbid_unknown_fields=True, gc=False
     reminded: tuple[timedelta, ...] = ()
     #: The phase an escalated case returns to on `resolved: resume`.
     resume_phase: Phase | None = None
+    #: When the policy version the case runs under took effect (None: the first version).
+    #: (Last in the array: state written before versions existed decodes with None.)
+    version_from: Instant | None = None
 
     def start(self, rule: Rule, at: datetime, policy: Policy) -> None:
         """Start `rule`'s deadline at business time `at`."""
         self.rule, self.set_at, self.reminded, self.remaining = rule, at, (), None
-        self.due_at = policy.deadline_after(at, policy.deadlines[rule])
+        version = policy.version_of(self.version_from)
+        self.due_at = version.deadline_after(at, version.deadlines[rule])
 
     def stop(self) -> None:
         """No deadline applies any more."""
@@ -75,7 +79,8 @@ class Case(msgspec.Struct, array_like=True, forbid_unknown_fields=True, gc=False
         if due is None or rule is None or set_at is None:
             return None
         reminded, window = self.reminded, due - set_at
-        for offset in policy.reminders[rule]:  # largest first, as `Policy.offsets` gives them
+        offsets = policy.version_of(self.version_from).reminders[rule]
+        for offset in offsets:  # largest first, as `Policy.offsets` gives them
             # (due - offset >= set_at, without computing an instant that may precede year 1)
             if offset not in reminded and offset <= window:
                 return due - offset, offset

@@ -132,10 +132,11 @@ class OrderState(msgspec.Struct, array_like=True, tag=2, forbid_unknown_fields=T
                 f"order {self.order_id} already has an open case {self.open.case_id}"
             )
         at = event.occurred_at
+        version = policy.version_at(at)  # the case runs under it to its end
         if (
             body["reason"] == "no_reason"
             and self.delivered_at is not None
-            and at >= self.delivered_at + policy.no_reason_window
+            and at >= self.delivered_at + version.no_reason_window
         ):
             raise NotEligible(
                 f"no_reason request {case_id} is past the no-reason window after delivery"
@@ -149,6 +150,7 @@ class OrderState(msgspec.Struct, array_like=True, tag=2, forbid_unknown_fields=T
             body.get("currency", "CNY"),
             body["merchant_id"],
             body["buyer_id"],
+            version_from=version.effective_from,
         )
         case.start("merchant_review", at, policy)
         self.open = case

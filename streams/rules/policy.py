@@ -5,7 +5,7 @@ holiday, during which deadline time does not run)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
@@ -52,6 +52,30 @@ class Policy:
     #: Periods [start, end) during which deadline time does not run: sorted, and overlapping,
     #: nested or adjacent ones merged (`merge_freezes`).
     freezes: tuple[tuple[datetime, datetime], ...] = ()
+    #: When this version took effect (None: the first version, in force before any other).
+    effective_from: datetime | None = None
+    #: The versions after this one (the first), by `effective_from`; each carries the file's
+    #: freezes and retention. A case runs under the version in force when it was requested.
+    versions: tuple[Policy, ...] = ()
+
+    def version_at(self, when: datetime) -> Policy:
+        """The version in force at `when`: the latest that took effect at or before it."""
+        chosen = self
+        for version in self.versions:
+            assert version.effective_from is not None
+            if version.effective_from > when:
+                break
+            chosen = version
+        return chosen
+
+    def version_of(self, effective_from: datetime | None) -> Policy:
+        """The version that took effect at `effective_from` (a case keeps it; None: the first)."""
+        if effective_from is None or not self.versions:
+            return self if effective_from is None else self.version_at(effective_from)
+        for version in self.versions:
+            if version.effective_from == effective_from:
+                return version
+        return self.version_at(effective_from)  # a version edited away: the one in force then
 
     def offsets(self, rule: Rule) -> tuple[timedelta, ...]:
         """Reminder offsets of `rule`, largest first (so their remind_at come in time order)."""
@@ -87,6 +111,34 @@ class Policy:
         return running
 
 
+def reload_refusal(old: Policy, new: Policy, now: datetime) -> str | None:
+    """Why a running worker must not take `new` in place of `old` at `now` (None: it may).
+
+    A reload may add or change versions that take effect after `now`, and freezes after `now`;
+    nothing that cases already run under: the versions in force up to `now`, the frozen time
+    up to `now`, and the retention (a rule change never moves a running deadline, and replay
+    from the file's first line gives what the worker gave)."""
+    if new.order_retention != old.order_retention:
+        return "order_retention changed (it applies to every order: restart the worker)"
+
+    def in_force(policy: Policy) -> list[Policy]:
+        chain = [policy, *(v for v in policy.versions if v.effective_from <= now)]  # type: ignore[operator]
+        return [replace(v, freezes=(), versions=()) for v in chain]
+
+    if in_force(new) != in_force(old):
+        return (
+            "a version in force changed or was added with effective_from before now "
+            "(a new version must take effect after the worker reads it)"
+        )
+
+    def until_now(policy: Policy) -> list[tuple[datetime, datetime]]:
+        return [(start, min(end, now)) for start, end in policy.freezes if start < now]
+
+    if until_now(new) != until_now(old):
+        return "a freeze before now changed (add freezes ahead of time)"
+    return None
+
+
 def merge_freezes(
     periods: list[tuple[datetime, datetime]],
 ) -> tuple[tuple[datetime, datetime], ...]:
@@ -101,23 +153,71 @@ def merge_freezes(
     return tuple(merged)
 
 
+_RULE_KEYS: Final = frozenset({"deadlines", "no_reason_window", "reminders"})
+_FILE_KEYS: Final = frozenset({"order_retention", "freezes"})
+
+
 def policy_from_mapping(data: object, source: str = "policy") -> Policy:
-    """Build a Policy from parsed YAML: a missing key keeps its default, an unknown one fails."""
+    """Build a Policy from parsed YAML: a missing key keeps its default, an unknown one fails.
+
+    Either one version (the rule keys at the top level) or `versions:`, a list of them, each
+    but the first with `effective_from`, in time order; a later version's missing keys keep
+    the previous version's values. `order_retention` and `freezes` belong to the whole file.
+    """
     if data is None:
         return Policy()
     if not isinstance(data, Mapping):
         raise PolicyError(f"{source}: expected a mapping at the top level")
-    known = {"deadlines", "no_reason_window", "reminders", "order_retention", "freezes"}
+    known = _RULE_KEYS | _FILE_KEYS | {"versions"}
     for key in data:
         if key not in known:
             raise PolicyError(f"{source}: unknown key {key!r} (known: {', '.join(sorted(known))})")
-    deadlines = dict(DEFAULT_DEADLINES)
+    retention = data.get("order_retention")  # absent or null: forever
+    if retention is not None:
+        retention = _positive(retention, "order_retention", source)
+    base = Policy(order_retention=retention, freezes=merge_freezes(_freezes(data, source)))
+    if "versions" not in data:
+        return _version(base, data, None, source)
+    mixed = sorted(_RULE_KEYS & set(data))
+    if mixed:
+        raise PolicyError(f"{source}: {mixed[0]} belongs in a version when versions are given")
+    items = data["versions"]
+    if not isinstance(items, list) or not items:
+        raise PolicyError(f"{source}: versions must be a non-empty list of policies")
+    versions: list[Policy] = []
+    for n, item in enumerate(items, 1):
+        where = f"{source}: versions[{n}]"
+        if not isinstance(item, Mapping):
+            raise PolicyError(f"{where} must be a mapping")
+        unknown = sorted(set(item) - _RULE_KEYS - {"effective_from"})
+        if unknown:
+            raise PolicyError(
+                f"{where}: unknown key {unknown[0]!r} (a version holds effective_from, "
+                f"{', '.join(sorted(_RULE_KEYS))})"
+            )
+        start = item.get("effective_from")
+        if start is None and n > 1:
+            raise PolicyError(f"{where}: effective_from is required after the first version")
+        effective = None if start is None else _instant(start, "effective_from", where)
+        latest = versions[-1].effective_from if versions else None
+        if latest is not None and effective is not None and effective <= latest:
+            raise PolicyError(f"{where}: effective_from must be after the previous version's")
+        versions.append(_version(versions[-1] if versions else base, item, effective, where))
+    first, *later = versions
+    return replace(first, versions=tuple(later))
+
+
+def _version(
+    previous: Policy, data: Mapping[str, object], effective: datetime | None, source: str
+) -> Policy:
+    """`previous` with the rule keys of `data`, in force from `effective`."""
+    deadlines = dict(previous.deadlines)
     for rule, value in _rule_map(data.get("deadlines"), "deadlines", source).items():
         deadlines[rule] = _positive(value, f"deadlines.{rule}", source)
-    window = DEFAULT_NO_REASON_WINDOW
+    window = previous.no_reason_window
     if "no_reason_window" in data:
         window = _positive(data["no_reason_window"], "no_reason_window", source)
-    reminders = dict(DEFAULT_REMINDERS)
+    reminders = dict(previous.reminders)
     for rule, value in _rule_map(data.get("reminders"), "reminders", source).items():
         if value is None:
             value = []
@@ -125,15 +225,13 @@ def policy_from_mapping(data: object, source: str = "policy") -> Policy:
             raise PolicyError(f"{source}: reminders.{rule} must be a list of durations")
         offsets = {_positive(item, f"reminders.{rule}", source) for item in value}
         reminders[rule] = tuple(sorted(offsets, reverse=True))
-    retention = data.get("order_retention")  # absent or null: forever
-    if retention is not None:
-        retention = _positive(retention, "order_retention", source)
-    return Policy(
+    return replace(
+        previous,
         deadlines=deadlines,
         no_reason_window=window,
         reminders=reminders,
-        order_retention=retention,
-        freezes=merge_freezes(_freezes(data.get("freezes"), source)),
+        effective_from=effective,
+        versions=(),
     )
 
 
@@ -186,8 +284,9 @@ def _rule_map(value: object, name: str, source: str) -> dict[Rule, object]:
     return out
 
 
-def _freezes(value: object, source: str) -> list[tuple[datetime, datetime]]:
+def _freezes(data: Mapping[str, object], source: str) -> list[tuple[datetime, datetime]]:
     """`freezes:` a list of {from: TIME, to: TIME, name: TEXT} (name optional)."""
+    value = data.get("freezes")
     if value is None:
         return []
     if not isinstance(value, list):

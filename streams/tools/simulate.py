@@ -15,7 +15,7 @@ import math
 import random
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -259,37 +259,64 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def scaled_policy(policy: Policy, scale: float) -> Policy:
-    """The policy with every duration divided by `scale`."""
-    return Policy(
+    """The policy (every version of it) with every duration divided by `scale`."""
+    return replace(
+        _scaled_rules(policy, scale),
+        order_retention=None if policy.order_retention is None else policy.order_retention / scale,
+        versions=tuple(
+            replace(
+                _scaled_rules(version, scale),
+                order_retention=None
+                if version.order_retention is None
+                else version.order_retention / scale,
+            )
+            for version in policy.versions
+        ),
+    )
+
+
+def _scaled_rules(policy: Policy, scale: float) -> Policy:
+    return replace(
+        policy,
         deadlines={rule: d / scale for rule, d in policy.deadlines.items()},
         no_reason_window=policy.no_reason_window / scale,
         reminders={rule: tuple(o / scale for o in offs) for rule, offs in policy.reminders.items()},
-        order_retention=None if policy.order_retention is None else policy.order_retention / scale,
-        freezes=policy.freezes,  # instants, not durations
-    )
+    )  # (freezes and effective_from are instants, not durations)
 
 
 def policy_yaml(policy: Policy) -> str:
     """The policy file (durations in seconds) that `load_policy` reads back as `policy`."""
-    deadlines = ", ".join(f"{r}: {format_seconds(d)}" for r, d in policy.deadlines.items())
-    reminders = ", ".join(
-        f"{r}: [{', '.join(format_seconds(o) for o in offs)}]"
-        for r, offs in policy.reminders.items()
-    )
     keep = policy.order_retention
     freezes = "".join(
         f"  - {{from: '{format_time(start)}', to: '{format_time(end)}'}}\n"
         for start, end in policy.freezes
     )
-    return (
-        (
-            f"deadlines: {{{deadlines}}}\n"
-            f"no_reason_window: {format_seconds(policy.no_reason_window)}\n"
-            f"reminders: {{{reminders}}}\n"
-        )
-        + ("" if keep is None else f"order_retention: {format_seconds(keep)}\n")
-        + (f"freezes:\n{freezes}" if freezes else "")
+    head = ("" if keep is None else f"order_retention: {format_seconds(keep)}\n") + (
+        f"freezes:\n{freezes}" if freezes else ""
     )
+    if not policy.versions:
+        return _rules_yaml(policy, listed=False) + head
+    versions = "".join(_rules_yaml(v, listed=True) for v in (policy, *policy.versions))
+    return head + "versions:\n" + versions
+
+
+def _rules_yaml(policy: Policy, listed: bool) -> str:
+    """The rule keys of one version: top-level lines, or an item of `versions:`."""
+    deadlines = ", ".join(f"{r}: {format_seconds(d)}" for r, d in policy.deadlines.items())
+    reminders = ", ".join(
+        f"{r}: [{', '.join(format_seconds(o) for o in offs)}]"
+        for r, offs in policy.reminders.items()
+    )
+    lines = [
+        f"deadlines: {{{deadlines}}}",
+        f"no_reason_window: {format_seconds(policy.no_reason_window)}",
+        f"reminders: {{{reminders}}}",
+    ]
+    if policy.effective_from is not None:
+        lines.insert(0, f"effective_from: '{format_time(policy.effective_from)}'")
+    if not listed:
+        return "".join(line + "\n" for line in lines)
+    return "".join(("  - " if n == 0 else "    ") + line + "\n" for n, line in enumerate(lines))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -124,14 +124,18 @@ def policies(draw: st.DrawFn) -> Policy:
     reminder_choices = st.sampled_from(["PT30M", "PT1H", "PT2H", "PT3H", "PT6H", "PT24H", "P2D"])
     reminders = {rule: draw(st.lists(reminder_choices, max_size=3, unique=True)) for rule in RULES}
     window = f"PT{draw(st.integers(1, 7 * 24))}H"
-    return policy_from_mapping(
-        {
-            "deadlines": deadlines,
-            "reminders": reminders,
-            "no_reason_window": window,
-            "freezes": draw(freezes()),
-        }
-    )
+    first = {"deadlines": deadlines, "reminders": reminders, "no_reason_window": window}
+    if draw(st.integers(0, 2)) > 0:
+        return policy_from_mapping({**first, "freezes": draw(freezes())})
+    # a rule change: a second version, from a half hour within the scenarios' first days
+    effective = T0 + _HALF_HOUR * draw(st.integers(0, 2 * 24 * 10))
+    second: dict[str, Any] = {
+        "effective_from": effective.isoformat(),
+        "deadlines": {rule: f"PT{draw(st.integers(1, 48))}H" for rule in RULES},
+    }
+    if draw(st.booleans()):
+        second["reminders"] = {rule: draw(st.lists(reminder_choices, max_size=2)) for rule in RULES}
+    return policy_from_mapping({"versions": [first, second], "freezes": draw(freezes())})
 
 
 _HALF_HOUR = timedelta(minutes=30)

@@ -526,6 +526,10 @@ def test_the_policy_file_is_mounted_and_loads(overlay: str, tmp_path: Path) -> N
     copy.write_text(data[path.name])
     policy = load_policy(copy)
     assert policy.order_retention is not None
+    # updated in place (no hash in its name), never through subPath: a change reaches the
+    # mounted file of running pods, which re-read it
+    assert volume["configMap"]["name"] == "aftersale-policy"
+    assert all("subPath" not in m for m in container(statefulset)["volumeMounts"])
 
 
 # ---- every workload ----------------------------------------------------------------------------

@@ -158,7 +158,7 @@ def test_the_index_survives_reopening_the_database(tmp_path: Path) -> None:
 def test_restored_changelog_records_go_through_the_index(store: FaustRocksStore) -> None:
     changelog_write.install()
     table = FaustTable(store)
-    route_restores(table, POLICY)
+    route_restores(table, lambda: POLICY)
     source = FaustRocksStore(store.folder / "source")
     outbox = committed(rocks(source), event("aftersale.requested", order_id="o-1"), offset=0)
     value = outbox.local.get(b"o-1")

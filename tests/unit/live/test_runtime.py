@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from tests.unit.factories import T0, FaustRocksStore, FaustTable, event
 #: Deadlines only: the wheel then holds one due time per open case.
 POLICY = Policy(reminders={"merchant_review": (), "buyer_return": (), "merchant_receipt": ()})
 REVIEW = POLICY.deadlines["merchant_review"]
+H = timedelta(hours=1)
 
 
 @pytest.fixture
@@ -279,3 +281,36 @@ def test_a_burst_already_due_is_handed_back_and_fired_a_chunk_at_a_time(
         restarted.widen(0, now)
     assert fired == [f"b-{n:02}" for n in range(7)]
     assert part.engine.next_wakeup() is None
+
+
+def test_a_policy_taken_while_running_reaches_every_engine_and_keeps_the_index_current(
+    store: FaustRocksStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = _runtime(store)
+    part = _owned_with_o1_requested_and_committed(runtime)
+    later = Policy(
+        reminders=POLICY.reminders,
+        versions=(replace(POLICY, effective_from=T0 + REVIEW, deadlines={"merchant_review": H}),),
+    )
+    runtime.adopt(later)
+    assert part.engine.policy is later
+    local = part.outbox.local
+    assert isinstance(local, RocksPartition)
+    assert local.index.current() is not None  # still current, under the new fingerprint
+    # a case requested under the new version runs to its deadline, committed and indexed
+    part.engine.apply(event("aftersale.requested", REVIEW, order_id="o-2"), T0 + REVIEW)
+    batch = part.outbox.take()
+    batch.changelog_offset = 6
+    part.outbox.settle(batch)
+    assert list(local.index.due_before(T0 + 10 * REVIEW)) == [
+        ("o-1", T0 + REVIEW),
+        ("o-2", T0 + REVIEW + H),
+    ]
+    # a restart with the new policy finds the index current, and uses it as it is
+    reopened = local_partition(FaustTable(store), 0, 1, later)
+    assert isinstance(reopened, RocksPartition)
+    assert reopened.index.current() is not None
+    _no_full_rebuild(monkeypatch)
+    restarted = Runtime(Settings(partitions=1), later, FaustTable(store), ("o", "a"))
+    restarted.reassign({0}, now=T0 + REVIEW - timedelta(minutes=1))
+    assert restarted.part(0).engine.next_wakeup() == T0 + REVIEW

@@ -11,7 +11,7 @@ from streams.contract.events import Event
 from streams.contract.times import format_time
 from streams.rules.effects import Action, CaseChanged, Effect, Reminder
 from streams.rules.engine import Engine, Result
-from streams.rules.policy import Policy, merge_freezes
+from streams.rules.policy import Policy, merge_freezes, policy_from_mapping
 from tests.unit.factories import T0, event
 
 H = timedelta(hours=1)
@@ -537,3 +537,50 @@ def test_an_escalation_keeps_the_deadline_time_left_not_the_frozen_time() -> Non
     run.send("aftersale.resolved", 25 * H, decision="resume")
     run.until(68 * H)
     assert run.actions() == [("auto_approve", "merchant_review", format_time(T0 + 68 * H))]
+
+
+# --- policy versions -----------------------------------------------------------------------------
+
+VERSIONED = policy_from_mapping(
+    {
+        "versions": [
+            {"deadlines": {"merchant_review": "PT48H", "buyer_return": "P10D"}},
+            {
+                "effective_from": format_time(T0 + 24 * H),
+                "deadlines": {"merchant_review": "PT24H", "buyer_return": "P7D"},
+                "reminders": {"merchant_review": ["PT1H"], "buyer_return": []},
+            },
+        ]
+    }
+)
+
+
+def test_a_case_runs_under_the_version_in_force_at_its_request_to_its_end() -> None:
+    run = Run(VERSIONED)
+    run.send("aftersale.requested", 0 * H)  # before the change: 48 h, then 10 days
+    run.send("aftersale.requested", 30 * H, order_id="o-8", case_id="c-8")  # after it
+    run.until(30 * D)
+    assert sorted(run.actions(), key=lambda a: a[2]) == [
+        ("auto_approve", "merchant_review", format_time(T0 + 48 * H)),
+        ("auto_approve", "merchant_review", format_time(T0 + 54 * H)),
+        # auto-approved after the change, the first case still gets its 10 days
+        ("auto_close", "buyer_return", format_time(T0 + 9 * D + 6 * H)),
+        ("auto_close", "buyer_return", format_time(T0 + 12 * D)),
+    ]
+    first = {r for r in run.reminders() if r.startswith("c-42:")}
+    second = {r for r in run.reminders() if r.startswith("c-8:")}
+    assert first == {
+        "c-42:merchant_review:86400",
+        "c-42:merchant_review:7200",
+        "c-42:buyer_return:172800",
+    }
+    assert second == {"c-8:merchant_review:3600"}
+
+
+def test_a_request_at_the_effective_instant_takes_the_new_version() -> None:
+    assert VERSIONED.version_at(T0 + 24 * H).deadlines["merchant_review"] == 24 * H
+    assert VERSIONED.version_at(T0 + 24 * H - timedelta(microseconds=1)) is VERSIONED
+    run = Run(VERSIONED)
+    run.send("aftersale.requested", 24 * H)
+    run.until(48 * H)
+    assert run.actions() == [("auto_approve", "merchant_review", format_time(T0 + 48 * H))]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -11,7 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streams.errors import ConfigError, PolicyError
-from streams.rules.policy import RULES, Policy, load_policy, merge_freezes, policy_from_mapping
+from streams.rules.policy import (
+    RULES,
+    Policy,
+    load_policy,
+    merge_freezes,
+    policy_from_mapping,
+    reload_refusal,
+)
 
 CONTRACT_EXAMPLE = """\
 deadlines: {merchant_review: PT48H, buyer_return: P10D, merchant_receipt: P10D}
@@ -421,3 +429,130 @@ def test_deadline_time_outside_freezes_is_the_policy_duration(
     assert any(a <= before < b for a, b in policy.freezes) or (
         policy.running_between(start, before) < running
     )
+
+
+# --- versions with effective dates ---------------------------------------------------------------
+
+VERSIONS = """\
+order_retention: P180D
+freezes: [{from: '2027-02-01T00:00:00Z', to: '2027-02-02T00:00:00Z'}]
+versions:
+  - deadlines: {merchant_review: PT48H}
+  - effective_from: 2027-03-01T00:00:00+08:00
+    deadlines: {merchant_review: PT36H}
+  - effective_from: '2027-06-01T00:00:00Z'
+    reminders: {merchant_review: []}
+"""
+
+
+def test_versions_inherit_from_the_one_before_and_share_the_files_keys(tmp_path: Path) -> None:
+    policy = load_policy(write(tmp_path, VERSIONS))
+    march = datetime(2027, 2, 28, 16, tzinfo=UTC)
+    june = datetime(2027, 6, 1, tzinfo=UTC)
+    assert policy.effective_from is None
+    assert [v.effective_from for v in policy.versions] == [march, june]
+    assert policy.version_at(march - MICRO) is policy
+    second, third = policy.versions
+    assert policy.version_at(march) is second
+    assert policy.version_at(june + 100 * D) is third
+    assert third.deadlines["merchant_review"] == timedelta(hours=36)  # kept from the second
+    assert third.reminders["merchant_review"] == ()
+    assert second.reminders == policy.reminders
+    for version in (policy, second, third):
+        assert version.order_retention == timedelta(days=180)
+        assert version.freezes == ((T, T + D),)
+    # a case keeps its version; one whose version was edited away takes the one in force then
+    assert policy.version_of(march) is second
+    assert policy.version_of(None) is policy
+    assert policy.version_of(march + D) is second
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("versions: []", "versions must be a non-empty list"),
+        ("versions: [{deadlines: {}}]\ndeadlines: {}", "deadlines belongs in a version"),
+        ("versions: [{}, {deadlines: {}}]", r"versions\[2\]: effective_from is required"),
+        (
+            "versions: [{}, {effective_from: '2027-02-01T00:00:00Z'},"
+            " {effective_from: '2027-02-01T00:00:00Z'}]",
+            r"versions\[3\]: effective_from must be after the previous",
+        ),
+        ("versions: [{freezes: []}]", r"versions\[1\]: unknown key 'freezes'"),
+        ("versions: [{effective_from: soon}]", r"versions\[1\]: effective_from: not an RFC"),
+        ("versions: [{deadlines: {merchant_review: 0}}]", "must be positive"),
+    ],
+)
+def test_bad_versions_are_refused_naming_the_entry(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(PolicyError, match=message):
+        load_policy(write(tmp_path, text + "\n"))
+
+
+def test_one_version_in_a_list_is_the_plain_file(tmp_path: Path) -> None:
+    plain = load_policy(write(tmp_path, "deadlines: {buyer_return: P7D}\n"))
+    listed = load_policy(write(tmp_path, "versions: [{deadlines: {buyer_return: P7D}}]\n"))
+    assert listed == plain
+
+
+# --- what a running worker may take from a changed file ------------------------------------------
+
+NOW = datetime(2027, 3, 1, tzinfo=UTC)
+
+
+def versions(*changes: tuple[datetime, str]) -> Policy:
+    """The default policy, then a version of each (effective_from, merchant_review)."""
+    return policy_from_mapping(
+        {
+            "versions": [
+                {},
+                *(
+                    {"effective_from": at.isoformat(), "deadlines": {"merchant_review": review}}
+                    for at, review in changes
+                ),
+            ]
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("new", "refused"),
+    [
+        (versions((NOW - D, "PT36H"), (NOW + D, "PT24H")), None),  # appended after the last
+        (versions((NOW - D, "PT36H"), (NOW - MICRO, "PT24H")), "a version in force changed"),
+        (versions((NOW - D, "PT12H")), "a version in force changed"),  # edited in place
+        (versions(), "a version in force changed"),  # removed
+        (
+            replace(versions((NOW - D, "PT36H")), order_retention=D),
+            "order_retention changed",
+        ),
+        (
+            replace(
+                versions((NOW - D, "PT36H")),
+                freezes=((NOW + D, NOW + 2 * D),),
+            ),
+            None,  # a freeze ahead
+        ),
+        (
+            replace(
+                versions((NOW - D, "PT36H")),
+                freezes=((NOW - D, NOW + D),),
+            ),
+            "a freeze before now changed",
+        ),
+    ],
+)
+def test_a_running_worker_takes_only_what_moves_nothing_running(
+    new: Policy, refused: str | None
+) -> None:
+    old = versions((NOW - D, "PT36H"))
+    why = reload_refusal(old, new, NOW)
+    if refused is None:
+        assert why is None
+    else:
+        assert why is not None
+        assert why.startswith(refused)
+
+
+def test_a_first_version_change_taking_effect_later_is_taken() -> None:
+    assert reload_refusal(versions(), versions((NOW + MICRO, "PT24H")), NOW) is None
+    assert reload_refusal(versions(), versions((NOW, "PT24H")), NOW) is not None

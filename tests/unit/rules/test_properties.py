@@ -245,9 +245,11 @@ def test_nothing_fires_before_its_time(scenario: Scenario) -> None:
         elif isinstance(effect, Reminder):
             assert effect.remind_at <= clock, effect
             assert effect.remind_at < effect.deadline_at, effect
-            assert effect.offset in policy.offsets(effect.rule)
-            assert effect.remind_at == effect.deadline_at - effect.offset
             case = cases[(effect.order_id, effect.case_id)]
+            # an offset of the policy version in force when the case was requested
+            version = policy.version_at(case.requested.occurred_at)
+            assert effect.offset in version.offsets(effect.rule)
+            assert effect.remind_at == effect.deadline_at - effect.offset
             assert case.rule == effect.rule, (effect, case)
             assert case.set_at is not None
             assert effect.remind_at >= case.set_at, (effect, case.set_at)
@@ -520,6 +522,8 @@ class Model:
     """One order, one case: the contract's phase table and deadline table, nothing more."""
 
     policy: Policy
+    #: The policy version the case runs under: the one in force at its request.
+    version: Policy = field(default_factory=Policy)
     phase: str | None = None  # None: not requested yet
     kind: str = ""
     outcome: str | None = None
@@ -533,7 +537,7 @@ class Model:
 
     def deadline(self, rule: str, at: datetime) -> None:
         self.rule = rule
-        self.due = self.after(at, self.policy.deadlines[rule])  # type: ignore[index]
+        self.due = self.after(at, self.version.deadlines[rule])  # type: ignore[index]
 
     # Deadline time, counted half hour by half hour (every instant in a scenario is on one):
     # a half hour within a freeze does not count, and a deadline never falls within one.
@@ -597,7 +601,8 @@ class Model:
         if kind == "aftersale.requested":
             if self.phase is not None:
                 return "case_already_open"
-            window = self.policy.no_reason_window
+            self.version = self.policy.version_at(at)
+            window = self.version.no_reason_window
             if (
                 body["reason"] == "no_reason"
                 and self.delivered is not None

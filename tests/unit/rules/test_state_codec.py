@@ -93,6 +93,7 @@ def test_every_field_is_encoded_in_declaration_order() -> None:
     assert [f.name for f in msgspec.structs.fields(Case)] == [
         "case_id", "order_id", "kind", "reason", "amount", "currency", "merchant_id", "buyer_id",
         "phase", "outcome", "rule", "set_at", "due_at", "remaining", "reminded", "resume_phase",
+        "version_from",
     ]  # fmt: skip
     assert [f.name for f in msgspec.structs.fields(OrderState)] == [
         "order_id", "delivered_at", "paid", "refunded", "event_ids", "open", "closed", "last_at"
@@ -123,7 +124,7 @@ def test_state_with_an_open_case() -> None:
         b'[2,"o-1","2026-12-01T03:04:05.400000Z",true,false,["e-1","e-2"],'
         b'["c-1","o-1","return_refund","quality",5990,"CNY","m-1","b-1","awaiting_receipt",null,'
         b'"merchant_receipt","2026-12-01T03:04:05.400000Z","2026-12-11T03:04:05.400000Z",null,'
-        b'[],null],{},"2026-12-01T03:04:05.400000Z"]'
+        b'[],null,null],{},"2026-12-01T03:04:05.400000Z"]'
     )
     assert decode_state(data) == state
 
@@ -259,6 +260,13 @@ def test_fields_missing_at_the_end_take_their_defaults() -> None:
     assert decode_state(b'[2,"o-1",null,true]') == OrderState("o-1", paid=True)
     # state written before `last_at` was appended
     assert decode_state(b'[2,"o-1",null,false,false,[],null,{}]') == OrderState("o-1")
+    # a case written before `version_from` was appended runs under the first version
+    written = _array(open_case=True)
+    written[6] = written[6][:-1]
+    old = decode_state(orjson.dumps(written))
+    assert old.open is not None
+    assert old.open.version_from is None
+    assert old == OrderState("o-1", open=case())
 
 
 def _array(open_case: bool = False) -> list[Any]:

@@ -270,3 +270,20 @@ def test_policy_yaml_keeps_the_freezes_and_scaling_leaves_them_alone() -> None:
     policy = Policy(freezes=((start, start + timedelta(days=7)),))
     assert policy_from_mapping(yaml.safe_load(policy_yaml(policy))) == policy
     assert scaled_policy(policy, 3600).freezes == policy.freezes
+
+
+def test_policy_yaml_keeps_every_version_and_scales_each() -> None:
+    policy = policy_from_mapping(
+        {
+            "order_retention": "P90D",
+            "versions": [
+                {"deadlines": {"buyer_return": "P10D"}},
+                {"effective_from": "2027-03-01T00:00:00+08:00", "reminders": {"buyer_return": []}},
+            ],
+        }
+    )
+    assert policy_from_mapping(yaml.safe_load(policy_yaml(policy))) == policy
+    scaled = scaled_policy(policy, 3600)
+    assert scaled.versions[0].deadlines["buyer_return"] == timedelta(seconds=240)
+    assert scaled.versions[0].effective_from == policy.versions[0].effective_from
+    assert policy_from_mapping(yaml.safe_load(policy_yaml(scaled))) == scaled
