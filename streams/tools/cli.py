@@ -79,6 +79,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_simulate_arguments(simulate)
 
+    from streams.tools.whatif import add_arguments as add_whatif_arguments
+
+    whatif = commands.add_parser(
+        "whatif",
+        help="replay one event log under two policies and show what changes",
+        description="Replay EVENTS under policy A and under policy B (each as `aftersale "
+        "replay` would) and print what a rule change would have done: the cases whose path "
+        "differs (an auto-approval where the merchant answered, an auto-close where the buyer "
+        "shipped back, an auto-refund where the merchant confirmed receipt), the cases and "
+        "amounts refunded and the refund rate under each.",
+    )
+    add_whatif_arguments(whatif)
+
     from streams.tools.policy import add_arguments as add_policy_arguments
 
     policy = commands.add_parser(
@@ -148,6 +161,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from streams.tools.simulate import run as run_simulate
 
             return run_simulate(args)
+        if args.command == "whatif":
+            from streams.tools.whatif import run as run_whatif
+
+            return run_whatif(args, _until(args.until))
         if args.command == "policy":
             from streams.tools.policy import run as run_policy
 

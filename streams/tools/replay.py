@@ -161,8 +161,10 @@ def _refuse(outputs: _Outputs, summary: Summary, error: InputError, raw: bytes) 
 class ProgressLine:
     """Progress on stderr, at most a few times a second; redraws one line on a terminal."""
 
-    def __init__(self, stream: TextIO = sys.stderr, every: float = 1.0) -> None:
-        self.stream, self.every = stream, every
+    def __init__(
+        self, stream: TextIO = sys.stderr, every: float = 1.0, label: str = "replay"
+    ) -> None:
+        self.stream, self.every, self.label = stream, every, label
         self.tty = stream.isatty()
         self.start = self.last = time.monotonic()
         self.shown = False
@@ -176,7 +178,7 @@ class ProgressLine:
         self.last, self.shown = now, True
         pct = 100.0 * done / total if total else 100.0
         rate = done / (now - self.start) / 1e6 if now > self.start else 0.0
-        line = f"replay: {pct:5.1f}% of {total / 1e6:.1f} MB ({rate:.1f} MB/s)"
+        line = f"{self.label}: {pct:5.1f}% of {total / 1e6:.1f} MB ({rate:.1f} MB/s)"
         self.stream.write(("\r" + line) if self.tty else line + "\n")
         if self.tty and finished:
             self.stream.write("\n")
