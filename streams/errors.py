@@ -12,7 +12,8 @@
         ├── UnknownCase          `unknown_case`
         ├── CaseAlreadyOpen      `case_already_open`
         ├── NotEligible          `not_eligible`
-        └── InvalidTransition    `invalid_transition`
+        ├── InvalidTransition    `invalid_transition`
+        └── CaseLimitReached     `case_limit_reached`
 
 `InputError.code` is the dead-letter code of the contract, one class per code, so callers
 decide by type and never by message text. None of them is retriable: the same record gives
@@ -99,6 +100,12 @@ class InvalidTransition(InputError):
     code = "invalid_transition"
 
 
+class CaseLimitReached(InputError):
+    """A request on an order that has had the policy's `max_cases_per_order` cases already."""
+
+    code = "case_limit_reached"
+
+
 DEAD_LETTER_CODES: tuple[str, ...] = tuple(
     cls.code
     for cls in (
@@ -109,5 +116,6 @@ DEAD_LETTER_CODES: tuple[str, ...] = tuple(
         CaseAlreadyOpen,
         NotEligible,
         InvalidTransition,
+        CaseLimitReached,
     )
 )

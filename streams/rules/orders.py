@@ -13,7 +13,13 @@ import msgspec
 
 from streams.contract.events import Event
 from streams.contract.times import Instant
-from streams.errors import CaseAlreadyOpen, InvalidTransition, NotEligible, UnknownCase
+from streams.errors import (
+    CaseAlreadyOpen,
+    CaseLimitReached,
+    InvalidTransition,
+    NotEligible,
+    UnknownCase,
+)
 from streams.rules.cases import Case
 from streams.rules.effects import (
     CaseChanged,
@@ -133,6 +139,12 @@ class OrderState(msgspec.Struct, array_like=True, tag=2, forbid_unknown_fields=T
             )
         at = event.occurred_at
         version = policy.version_at(at)  # the case runs under it to its end
+        limit = version.max_cases_per_order
+        if limit is not None and len(self.closed) >= limit:
+            raise CaseLimitReached(
+                f"order {self.order_id} has had {len(self.closed)} cases, the policy's "
+                f"max_cases_per_order"
+            )
         if (
             body["reason"] == "no_reason"
             and self.delivered_at is not None

@@ -52,6 +52,9 @@ class Policy:
     #: Periods [start, end) during which deadline time does not run: sorted, and overlapping,
     #: nested or adjacent ones merged (`merge_freezes`).
     freezes: tuple[tuple[datetime, datetime], ...] = ()
+    #: How many cases one order may open (None: no limit); a request beyond is refused
+    #: (`case_limit_reached`).
+    max_cases_per_order: int | None = None
     #: When this version took effect (None: the first version, in force before any other).
     effective_from: datetime | None = None
     #: The versions after this one (the first), by `effective_from`; each carries the file's
@@ -153,7 +156,7 @@ def merge_freezes(
     return tuple(merged)
 
 
-_RULE_KEYS: Final = frozenset({"deadlines", "no_reason_window", "reminders"})
+_RULE_KEYS: Final = frozenset({"deadlines", "no_reason_window", "reminders", "max_cases_per_order"})
 _FILE_KEYS: Final = frozenset({"order_retention", "freezes"})
 
 
@@ -225,11 +228,18 @@ def _version(
             raise PolicyError(f"{source}: reminders.{rule} must be a list of durations")
         offsets = {_positive(item, f"reminders.{rule}", source) for item in value}
         reminders[rule] = tuple(sorted(offsets, reverse=True))
+    limit = previous.max_cases_per_order
+    if "max_cases_per_order" in data:
+        value = data["max_cases_per_order"]  # null: no limit
+        if value is not None and (type(value) is not int or value < 1):
+            raise PolicyError(f"{source}: max_cases_per_order must be a whole number >= 1")
+        limit = value
     return replace(
         previous,
         deadlines=deadlines,
         no_reason_window=window,
         reminders=reminders,
+        max_cases_per_order=limit,
         effective_from=effective,
         versions=(),
     )

@@ -312,6 +312,8 @@ def _rules_yaml(policy: Policy, listed: bool) -> str:
         f"no_reason_window: {format_seconds(policy.no_reason_window)}",
         f"reminders: {{{reminders}}}",
     ]
+    if policy.max_cases_per_order is not None:
+        lines.append(f"max_cases_per_order: {policy.max_cases_per_order}")
     if policy.effective_from is not None:
         lines.insert(0, f"effective_from: '{format_time(policy.effective_from)}'")
     if not listed:

@@ -124,7 +124,12 @@ def policies(draw: st.DrawFn) -> Policy:
     reminder_choices = st.sampled_from(["PT30M", "PT1H", "PT2H", "PT3H", "PT6H", "PT24H", "P2D"])
     reminders = {rule: draw(st.lists(reminder_choices, max_size=3, unique=True)) for rule in RULES}
     window = f"PT{draw(st.integers(1, 7 * 24))}H"
-    first = {"deadlines": deadlines, "reminders": reminders, "no_reason_window": window}
+    first: dict[str, Any] = {
+        "deadlines": deadlines,
+        "reminders": reminders,
+        "no_reason_window": window,
+        "max_cases_per_order": draw(st.sampled_from((None, None, 1, 2, 3))),
+    }
     if draw(st.integers(0, 2)) > 0:
         return policy_from_mapping({**first, "freezes": draw(freezes())})
     # a rule change: a second version, from a half hour within the scenarios' first days

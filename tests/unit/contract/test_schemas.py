@@ -50,6 +50,7 @@ CONTRACT_CODES = (
     "case_already_open",
     "not_eligible",
     "invalid_transition",
+    "case_limit_reached",  # this project's addition (the policy's max_cases_per_order)
 )
 ORDER_TYPES = ("paid", "shipped", "delivered", "completed", "cancelled")
 AFTERSALE_TYPES = (

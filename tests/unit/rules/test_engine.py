@@ -584,3 +584,23 @@ def test_a_request_at_the_effective_instant_takes_the_new_version() -> None:
     run.send("aftersale.requested", 24 * H)
     run.until(48 * H)
     assert run.actions() == [("auto_approve", "merchant_review", format_time(T0 + 48 * H))]
+
+
+# --- a limit on the cases of one order ---------------------------------------------------------
+
+
+def test_a_request_beyond_the_orders_case_limit_is_refused() -> None:
+    run = Run(Policy(max_cases_per_order=2))
+    run.send("aftersale.requested", 0 * H, case_id="c-1")
+    run.send("aftersale.rejected", 1 * H, case_id="c-1")
+    run.send("aftersale.requested", 2 * H, case_id="c-2")
+    refused = run.send("aftersale.requested", 3 * H, case_id="c-3")  # c-2 is open
+    assert refused.error is not None
+    assert refused.error.code == "case_already_open"
+    run.send("aftersale.withdrawn", 4 * H, case_id="c-2")
+    third = run.send("aftersale.requested", 5 * H, case_id="c-3")
+    assert third.verdict == "rejected"
+    assert third.error is not None
+    assert third.error.code == "case_limit_reached"
+    assert "order o-7 has had 2 cases" in str(third.error)
+    assert Run().send("aftersale.requested", 0 * H).verdict == "applied"  # no limit by default

@@ -556,3 +556,17 @@ def test_a_running_worker_takes_only_what_moves_nothing_running(
 def test_a_first_version_change_taking_effect_later_is_taken() -> None:
     assert reload_refusal(versions(), versions((NOW + MICRO, "PT24H")), NOW) is None
     assert reload_refusal(versions(), versions((NOW, "PT24H")), NOW) is not None
+
+
+@pytest.mark.parametrize(
+    ("text", "limit"),
+    [("max_cases_per_order: 5", 5), ("max_cases_per_order: null", None), ("{}", None)],
+)
+def test_max_cases_per_order(tmp_path: Path, text: str, limit: int | None) -> None:
+    assert load_policy(write(tmp_path, text + "\n")).max_cases_per_order == limit
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "2.5", "true", "five"])
+def test_max_cases_per_order_is_a_whole_number_from_one(tmp_path: Path, value: str) -> None:
+    with pytest.raises(PolicyError, match="max_cases_per_order must be a whole number >= 1"):
+        load_policy(write(tmp_path, f"max_cases_per_order: {value}\n"))

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from streams.errors import PolicyError
 from streams.rules import presets
@@ -65,7 +66,9 @@ def test_every_number_has_a_source_or_says_it_was_chosen(name: str) -> None:
         assert cited or "chosen" in said.lower(), f"{name}: {stripped!r} has no source"
         assert cited <= set(listed), f"{name}: {stripped!r} cites an unlisted source"
         comment = []
-    assert values == 7  # three deadlines, the no-reason window, three reminder lists
+    data = yaml.safe_load(presets.text(name))
+    nested = sum(len(v) for v in data.values() if isinstance(v, dict))
+    assert values == nested + sum(not isinstance(v, dict) for v in data.values())
 
 
 def test_an_unknown_preset_names_the_known_ones() -> None:
