@@ -44,6 +44,7 @@ ACTIONS_OF: Final[dict[str, tuple[ActionType, ...]]] = {
     "merchant_review": ("auto_approve", "auto_refund"),
     "buyer_return": ("auto_close",),
     "merchant_receipt": ("auto_refund",),
+    "unshipped_review": ("auto_refund",),
 }
 #: A partition whose position has not moved for this long while records wait counts as stuck.
 STUCK_S: Final = 120.0

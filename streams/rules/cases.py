@@ -112,7 +112,7 @@ class Case(msgspec.Struct, array_like=True, forbid_unknown_fields=True, gc=False
             kind = "auto_approve"
             self.phase = "awaiting_return"
             self.start("buyer_return", due, policy)
-        elif rule == "merchant_review" or rule == "merchant_receipt":
+        elif rule in ("merchant_review", "merchant_receipt", "unshipped_review"):
             kind = "auto_refund"
             self.close("refunded")
         else:

@@ -27,6 +27,7 @@ AUDIENCE: dict[Rule, Audience] = {
     "merchant_review": "merchant",
     "buyer_return": "buyer",
     "merchant_receipt": "merchant",
+    "unshipped_review": "merchant",
 }
 
 

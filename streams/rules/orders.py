@@ -53,6 +53,8 @@ class OrderState(msgspec.Struct, array_like=True, tag=2, forbid_unknown_fields=T
     #: The policy's `order_retention` counts from here. (Last in the array: state written
     #: before it existed decodes with None, and such an order is kept until it changes.)
     last_at: Instant | None = None
+    #: An `order.shipped` was seen. (Appended: state written before it decodes as not shipped.)
+    shipped: bool = False
 
     def next_due(self, policy: Policy) -> datetime | None:
         """When this order next needs the clock: a reminder or a deadline of its open case, or
@@ -106,6 +108,8 @@ class OrderState(msgspec.Struct, array_like=True, tag=2, forbid_unknown_fields=T
                 at, delivered = event.occurred_at, self.delivered_at
                 if delivered is None or at > delivered:
                     self.delivered_at = at
+            elif kind == "order.shipped":
+                self.shipped = True
             elif kind == "order.paid" and not self.paid:
                 self.paid = True
                 body = event.body
@@ -164,7 +168,14 @@ class OrderState(msgspec.Struct, array_like=True, tag=2, forbid_unknown_fields=T
             body["buyer_id"],
             version_from=version.effective_from,
         )
-        case.start("merchant_review", at, policy)
+        # A refund-only request on an order not shipped yet has its own, shorter review where
+        # the policy gives one; it ends in an auto-refund.
+        unshipped = (
+            case.kind == "refund_only"
+            and not self.shipped
+            and "unshipped_review" in version.deadlines
+        )
+        case.start("unshipped_review" if unshipped else "merchant_review", at, policy)
         self.open = case
         effects: list[Effect] = []
         self._after_change(case, event.type, at, None, None, effects)

@@ -16,8 +16,15 @@ import yaml
 from streams.contract.times import LATEST_OCCURRED_AT, LONGEST, parse_duration, parse_time
 from streams.errors import PolicyError
 
-Rule = Literal["merchant_review", "buyer_return", "merchant_receipt"]
-RULES: Final[tuple[Rule, ...]] = ("merchant_review", "buyer_return", "merchant_receipt")
+Rule = Literal["merchant_review", "buyer_return", "merchant_receipt", "unshipped_review"]
+#: `unshipped_review` (this project's addition) runs only where the policy gives it a duration:
+#: the merchant's review of a refund-only request on an order not shipped yet.
+RULES: Final[tuple[Rule, ...]] = (
+    "merchant_review",
+    "buyer_return",
+    "merchant_receipt",
+    "unshipped_review",
+)
 
 DEFAULT_DEADLINES: Final[Mapping[Rule, timedelta]] = MappingProxyType(
     {
@@ -32,6 +39,7 @@ DEFAULT_REMINDERS: Final[Mapping[Rule, tuple[timedelta, ...]]] = MappingProxyTyp
         "merchant_review": (timedelta(hours=24), timedelta(hours=2)),
         "buyer_return": (timedelta(days=2),),
         "merchant_receipt": (timedelta(days=2),),
+        "unshipped_review": (),
     }
 )
 

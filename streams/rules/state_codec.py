@@ -11,7 +11,8 @@ and read in Python: decoding is now 2.5-3x faster, encoding about 1.5x). Version
      [event_id, ...],     sorted
      open case or null,
      {case_id: outcome, ...},   closed cases, keys sorted
-     last_at]             instant or null: the latest instant the order saw (may be absent)
+     last_at,             instant or null: the latest instant the order saw (may be absent)
+     shipped]             an order.shipped was seen (may be absent)
 
 and the open case is an array in `Case` field order:
 
@@ -82,6 +83,7 @@ class DueView(msgspec.Struct, array_like=True, tag=VERSION, forbid_unknown_field
     open: Case | None = None
     closed: msgspec.Raw = msgspec.Raw(b"{}")
     last_at: Instant | None = None
+    shipped: msgspec.Raw = msgspec.Raw(b"false")
 
 
 _due_decoder: Final = msgspec.json.Decoder(DueView)

@@ -120,7 +120,12 @@ def case_id_of(order_no: int, case_no: int) -> str:
 @st.composite
 def policies(draw: st.DrawFn) -> Policy:
     """A policy with short deadlines (1-48 h) and a random subset of reminder offsets."""
-    deadlines = {rule: f"PT{draw(st.integers(1, 48))}H" for rule in RULES}
+    # (the unshipped review, this project's addition, only in some policies)
+    deadlines = {
+        rule: f"PT{draw(st.integers(1, 48))}H"
+        for rule in RULES
+        if rule != "unshipped_review" or draw(st.booleans())
+    }
     reminder_choices = st.sampled_from(["PT30M", "PT1H", "PT2H", "PT3H", "PT6H", "PT24H", "P2D"])
     reminders = {rule: draw(st.lists(reminder_choices, max_size=3, unique=True)) for rule in RULES}
     window = f"PT{draw(st.integers(1, 7 * 24))}H"

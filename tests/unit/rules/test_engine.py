@@ -604,3 +604,52 @@ def test_a_request_beyond_the_orders_case_limit_is_refused() -> None:
     assert third.error.code == "case_limit_reached"
     assert "order o-7 has had 2 cases" in str(third.error)
     assert Run().send("aftersale.requested", 0 * H).verdict == "applied"  # no limit by default
+
+
+# --- a refund request on an order not shipped yet ----------------------------------------------
+
+UNSHIPPED = Policy(
+    deadlines={**Policy().deadlines, "unshipped_review": 24 * H},
+    reminders={**Policy().reminders, "unshipped_review": (2 * H,)},
+)
+
+
+def test_a_refund_request_before_shipment_has_its_own_review_then_an_auto_refund() -> None:
+    run = Run(UNSHIPPED)
+    run.send("order.paid", 0 * H)
+    run.send("aftersale.requested", 1 * H, kind="refund_only")
+    assert run.engine.store["o-7"].open is not None
+    assert run.engine.store["o-7"].open.rule == "unshipped_review"
+    run.until(25 * H)
+    assert run.actions() == [("auto_refund", "unshipped_review", format_time(T0 + 25 * H))]
+    assert run.reminders() == ["c-42:unshipped_review:7200"]
+    assert run.outcome() == "refunded"
+
+
+@pytest.mark.parametrize(
+    ("shipped", "kind", "policy", "rule"),
+    [
+        (True, "refund_only", UNSHIPPED, "merchant_review"),  # shipped: the usual review
+        (False, "return_refund", UNSHIPPED, "merchant_review"),  # a return: the usual review
+        (False, "refund_only", Policy(), "merchant_review"),  # no unshipped review in the policy
+    ],
+)
+def test_the_usual_review_runs_otherwise(
+    shipped: bool, kind: str, policy: Policy, rule: str
+) -> None:
+    run = Run(policy)
+    if shipped:
+        run.send("order.shipped", 0 * H)
+    run.send("aftersale.requested", 1 * H, kind=kind)
+    case = run.engine.store["o-7"].open
+    assert case is not None
+    assert case.rule == rule
+
+
+def test_the_merchant_answers_an_unshipped_refund_in_time() -> None:
+    run = Run(UNSHIPPED)
+    run.send("aftersale.requested", 0 * H, kind="refund_only")
+    assert run.send("aftersale.approved", 23 * H).verdict == "applied"
+    run.until(30 * H)
+    assert run.actions() == []
+    assert run.phase() == "awaiting_refund"

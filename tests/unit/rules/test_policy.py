@@ -45,6 +45,7 @@ def assert_default(policy: Policy) -> None:
         "merchant_review": (timedelta(hours=24), timedelta(hours=2)),
         "buyer_return": (timedelta(days=2),),
         "merchant_receipt": (timedelta(days=2),),
+        "unshipped_review": (),  # this project's addition: runs only when given a duration
     }
     assert policy.offsets("merchant_review") == (timedelta(hours=24), timedelta(hours=2))
 

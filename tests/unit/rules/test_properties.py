@@ -46,6 +46,7 @@ DECIDED_BY: dict[str, frozenset[str]] = {
     "merchant_review": frozenset({"aftersale.approved", "aftersale.rejected"}),
     "buyer_return": frozenset({"aftersale.return_shipped"}),
     "merchant_receipt": frozenset({"aftersale.received"}),
+    "unshipped_review": frozenset({"aftersale.approved", "aftersale.rejected"}),
 }
 DEADLINE_PHASES = ("review", "awaiting_return", "awaiting_receipt")
 
@@ -196,15 +197,23 @@ def follow(
             else:
                 case.rule, case.closed = None, True
 
+    shipped: set[str] = set()
+    policy = run.engine.policy
     for step in run.steps:
         for effect in step.effects:
             effect_seen(step.clock, effect)
         event = step.event
+        if event is not None and step.verdict == "applied" and event.type == "order.shipped":
+            shipped.add(event.order_id)
         if event is None or step.verdict != "applied" or not event.type.startswith("aftersale."):
             continue
         kind, at = event.type, event.occurred_at
         if kind == "aftersale.requested":
-            cases[key_of(event)] = Tracked(event.body["kind"], event, set_at=at)
+            tracked = cases[key_of(event)] = Tracked(event.body["kind"], event, set_at=at)
+            # a refund-only request on an order not shipped: the unshipped review, if any
+            unshipped = "unshipped_review" in policy.version_at(at).deadlines
+            if tracked.kind == "refund_only" and event.order_id not in shipped and unshipped:
+                tracked.rule = "unshipped_review"
             continue
         case = cases[key_of(event)]
         if kind == "aftersale.approved":
@@ -532,6 +541,7 @@ class Model:
     remaining: timedelta | None = None
     came_from: str | None = None
     delivered: datetime | None = None
+    shipped: bool = False
     applied: set[str] = field(default_factory=set)
     actions: list[tuple[str, str, datetime]] = field(default_factory=list)
 
@@ -572,7 +582,10 @@ class Model:
         while self.due is not None and self.due <= clock:
             due, rule = self.due, self.rule
             assert rule is not None
-            if rule == "merchant_review" and self.kind == "return_refund":
+            if rule == "unshipped_review":
+                self.actions.append(("auto_refund", rule, due))
+                self.close("refunded")
+            elif rule == "merchant_review" and self.kind == "return_refund":
                 self.actions.append(("auto_approve", rule, due))
                 self.phase = "awaiting_return"
                 self.deadline("buyer_return", due)
@@ -596,6 +609,8 @@ class Model:
         kind, at, body = event.type, event.occurred_at, event.body
         if kind == "order.delivered":
             self.delivered = at if self.delivered is None else max(self.delivered, at)
+        if kind == "order.shipped":
+            self.shipped = True
         if kind.startswith("order."):
             return "applied"
         if kind == "aftersale.requested":
@@ -610,7 +625,11 @@ class Model:
             ):
                 return "not_eligible"
             self.phase, self.kind = "review", body["kind"]
-            self.deadline("merchant_review", at)
+            unshipped = "unshipped_review" in self.version.deadlines
+            if self.kind == "refund_only" and not self.shipped and unshipped:
+                self.deadline("unshipped_review", at)
+            else:
+                self.deadline("merchant_review", at)
             return "applied"
         if self.phase is None:
             return "unknown_case"

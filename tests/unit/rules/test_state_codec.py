@@ -96,7 +96,8 @@ def test_every_field_is_encoded_in_declaration_order() -> None:
         "version_from",
     ]  # fmt: skip
     assert [f.name for f in msgspec.structs.fields(OrderState)] == [
-        "order_id", "delivered_at", "paid", "refunded", "event_ids", "open", "closed", "last_at"
+        "order_id", "delivered_at", "paid", "refunded", "event_ids", "open", "closed", "last_at",
+        "shipped",
     ]  # fmt: skip
     state = OrderState("o-1", open=case())
     encoded = orjson.loads(encode(state))
@@ -107,7 +108,7 @@ def test_every_field_is_encoded_in_declaration_order() -> None:
 def test_empty_state() -> None:
     state = OrderState("o-1")
     data = encode(state)
-    assert data == b'[2,"o-1",null,false,false,[],null,{},null]'
+    assert data == b'[2,"o-1",null,false,false,[],null,{},null,false]'
     assert decode_state(data) == state
 
 
@@ -124,7 +125,7 @@ def test_state_with_an_open_case() -> None:
         b'[2,"o-1","2026-12-01T03:04:05.400000Z",true,false,["e-1","e-2"],'
         b'["c-1","o-1","return_refund","quality",5990,"CNY","m-1","b-1","awaiting_receipt",null,'
         b'"merchant_receipt","2026-12-01T03:04:05.400000Z","2026-12-11T03:04:05.400000Z",null,'
-        b'[],null,null],{},"2026-12-01T03:04:05.400000Z"]'
+        b'[],null,null],{},"2026-12-01T03:04:05.400000Z",false]'
     )
     assert decode_state(data) == state
 
@@ -304,7 +305,7 @@ def _with_case(index: int, value: object) -> bytes:
         (_with_case(4, "5990"), r"\$\[6\]\[4\]"),
         (_with(8, "2026-11-01T10:00:00"), "timezone"),
         (_with(8, 5), r"\$\[8\]"),
-        (b'[2,"o-1",null,false,false,[],null,{},null,"extra"]', "length"),  # from a newer build
+        (b'[2,"o-1",null,false,false,[],null,{},null,false,"x"]', "length"),  # a newer build's
         (_with(6, [*_array(open_case=True)[6], "x"]), "length"),
     ],
 )

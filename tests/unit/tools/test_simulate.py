@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from streams.contract.events import decode, event_types
 from streams.contract.times import parse_time
 from streams.errors import InputError, MalformedJson
-from streams.rules.policy import Policy, load_policy, policy_from_mapping
+from streams.rules.policy import RULES, Policy, load_policy, policy_from_mapping
 from streams.tools.cli import main
 from streams.tools.simulate import Mix, generate, policy_yaml, scaled_policy
 
@@ -161,7 +161,7 @@ def test_policy_yaml_round_trips_for_any_scale(scale: float) -> None:
 
 
 def test_policy_yaml_keeps_empty_reminders(tmp_path: Path) -> None:
-    policy = Policy(reminders={"merchant_review": (), "buyer_return": (), "merchant_receipt": ()})
+    policy = Policy(reminders=dict.fromkeys(RULES, ()))
     path = tmp_path / "policy.yaml"
     path.write_text(policy_yaml(policy), encoding="utf-8")
     assert load_policy(path) == policy
