@@ -74,10 +74,7 @@ def replay(
         source = events.open("rb")
     except OSError as exc:
         raise ConfigError(f"cannot read {events}: {exc.strerror or exc}") from exc
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot create output folder {out_dir}: {exc.strerror or exc}") from exc
+    make_output_folder(out_dir)
     engine = Engine(policy)
     summary = Summary()
     with ExitStack() as stack:
@@ -151,6 +148,14 @@ def replay(
             summary.count_effects(fired)
             outputs.write(fired)
     return summary
+
+
+def make_output_folder(out_dir: Path) -> None:
+    """Create `out_dir` (and its parents); ConfigError naming it if that fails."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create output folder {out_dir}: {exc.strerror or exc}") from exc
 
 
 def _refuse(outputs: _Outputs, summary: Summary, error: InputError, raw: bytes) -> None:

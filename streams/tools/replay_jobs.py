@@ -54,6 +54,7 @@ from streams.tools.replay import (
     DEADLETTER_FILE,
     NOTIFICATIONS_FILE,
     STATUS_FILE,
+    make_output_folder,
 )
 from streams.tools.summary import Summary
 
@@ -362,10 +363,7 @@ def replay_jobs(
         total = events.stat().st_size
     except OSError as exc:
         raise ConfigError(f"cannot read {events}: {exc.strerror or exc}") from exc
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot create output folder {out_dir}: {exc.strerror or exc}") from exc
+    make_output_folder(out_dir)
     names = [ACTIONS_FILE, NOTIFICATIONS_FILE, DEADLETTER_FILE] + ([STATUS_FILE] if status else [])
     context = multiprocessing.get_context("fork")
     done = context.Value("q", 0, lock=False)

@@ -34,15 +34,16 @@ async def get(port: int, path: str) -> tuple[int, str]:
         return 0, repr(exc)
 
 
-async def sample(port: int, name: str) -> float:
-    """The sum of a metric's samples (over all label sets) on a worker's /metrics."""
+async def sample(port: int, name: str, **labels: str) -> float:
+    """The sum of a metric's samples on a worker's /metrics, over the label sets that have
+    `labels` (all of them when none are given)."""
     status, text = await get(port, "/metrics")
     assert status == 200, text
     return sum(
         s.value
         for family in text_string_to_metric_families(text)
         for s in family.samples
-        if s.name == name
+        if s.name == name and labels.items() <= s.labels.items()
     )
 
 

@@ -9,13 +9,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from streams.contract.times import format_time, parse_time
-from tests.integration.test_worker import answers
+from tests.integration.test_worker import replays_answers
 from tests.integration.worker_harness import (
     Env,
     Feeder,
     WorkerProcess,
-    not_yet_in,
-    outputs_once_there,
     replay_of,
     seconds,
 )
@@ -62,14 +60,7 @@ async def test_every_new_rule_gives_the_worker_replays_answers(
         later = await feed.request("o-4", "c-4")  # under the second version: 5 s
     until = datetime.now(UTC) + seconds(15)
     expected = replay_of(feed.sent, env.policy, env.folder, until)
-    live = await outputs_once_there(
-        env.prefix,
-        lambda out: not_yet_in(answers(expected), answers(out)),
-        "replay's answers",
-        workers=[worker],
-        within=60,
-    )
-    assert answers(live) == answers(expected), worker.tail()
+    live = await replays_answers(env.prefix, expected, worker)
     fired = {(a["case_id"], a["rule"]): a for a in live["aftersale-actions"]}
 
     def waited(case: str, rule: str, request: dict[str, str]) -> float:

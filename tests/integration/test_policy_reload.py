@@ -7,18 +7,15 @@ import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from streams.contract.times import format_time, parse_time
-from tests.integration.test_metrics import get
-from tests.integration.test_worker import answers
+from tests.integration.test_metrics import sample
+from tests.integration.test_worker import replays_answers
 from tests.integration.worker_harness import (
     FAST_POLICY,
     Env,
     Feeder,
     WorkerProcess,
     free_port,
-    not_yet_in,
     outputs_once_there,
     replay_of,
     seconds,
@@ -45,14 +42,7 @@ async def test_a_version_added_to_the_file_runs_from_its_instant_without_a_resta
     await worker.wait_ready()
 
     async def taken(outcome: str) -> float:
-        status, text = await get(port, "/metrics")
-        assert status == 200, text
-        return sum(
-            s.value
-            for family in text_string_to_metric_families(text)
-            for s in family.samples
-            if s.name == "aftersale_policy_reloads_total" and s.labels["outcome"] == outcome
-        )
+        return await sample(port, "aftersale_policy_reloads_total", outcome=outcome)
 
     async with Feeder(env.prefix) as feed:
         before = await feed.request("o-1", "c-1")  # under the 3 s review
@@ -73,14 +63,7 @@ async def test_a_version_added_to_the_file_runs_from_its_instant_without_a_resta
         accepted_file = env.folder / "accepted.yaml"
         accepted_file.write_text(accepted)
         expected = replay_of(feed.sent, accepted_file, env.folder, until)
-        live = await outputs_once_there(
-            env.prefix,
-            lambda out: not_yet_in(answers(expected), answers(out)),
-            "replay's answers",
-            workers=[worker],
-            within=60,
-        )
-        assert answers(live) == answers(expected)
+        live = await replays_answers(env.prefix, expected, worker)
         approvals = {
             a["case_id"]: a for a in live["aftersale-actions"] if a["type"] == "auto_approve"
         }

@@ -41,6 +41,22 @@ def answers(outputs: dict[str, list[Any]]) -> dict[str, Any]:
     }  # fmt: skip
 
 
+async def replays_answers(
+    prefix: str, expected: dict[str, list[Any]], worker: WorkerProcess
+) -> Outputs:
+    """The worker's committed outputs once they hold replay's answers (`expected`), read
+    once more from the start: the same answers, nothing more, nothing twice."""
+
+    def missing(live: Outputs) -> dict[str, list[Any]]:
+        return not_yet_in(answers(expected), answers(live))
+
+    live = await outputs_once_there(
+        prefix, missing, "replay's answers", workers=[worker], within=60
+    )
+    assert answers(live) == answers(expected), worker.tail()
+    return live
+
+
 async def scenario(feed: Feeder) -> None:
     """Every rule, escalation, a duplicate, a late answer and bad input, on a 3 s/4 s policy.
 
@@ -80,14 +96,7 @@ async def test_same_answers_as_replay(env: Env, workers: Callable[..., WorkerPro
         await scenario(feed)
     until = datetime.now(UTC) + seconds(12)  # every deadline of the scenario is due by then
     expected = replay_of(feed.sent, env.policy, env.folder, until)
-
-    def missing(live: Outputs) -> dict[str, list[Any]]:
-        return not_yet_in(answers(expected), answers(live))
-
-    live = await outputs_once_there(
-        env.prefix, missing, "replay's answers", workers=[worker], within=60
-    )
-    assert answers(live) == answers(expected), worker.tail()
+    live = await replays_answers(env.prefix, expected, worker)
     assert len(answers(live)["actions"]) == 6  # c-1 x2, c-2, c-3, c-4 x2
     for action in live["aftersale-actions"]:
         assert parse_time(action["fired_at"]) >= parse_time(action["deadline_at"])
