@@ -30,7 +30,7 @@ from streams.rules.policy import RULES
 LATENESS_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300)
 #: Seconds, around the timer's interval (0.2 s): a record waits for a sample at most that long.
 WAIT_BUCKETS: Final = (0.001, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5, 30)
-KINDS: Final = ("refund_only", "return_refund")
+KINDS: Final = ("refund_only", "return_refund", "exchange", "repair")
 REASONS: Final = (
     "quality",
     "logistics",
@@ -45,6 +45,10 @@ ACTIONS_OF: Final[dict[str, tuple[ActionType, ...]]] = {
     "buyer_return": ("auto_close",),
     "merchant_receipt": ("auto_refund",),
     "unshipped_review": ("auto_refund",),
+    "buyer_evidence": ("auto_close",),
+    "merchant_reship": ("auto_refund",),
+    "merchant_repair": ("auto_refund",),
+    "buyer_escalation": ("auto_close",),
 }
 #: A partition whose position has not moved for this long while records wait counts as stuck.
 STUCK_S: Final = 120.0

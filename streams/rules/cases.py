@@ -21,7 +21,24 @@ OPEN_PHASES: tuple[Phase, ...] = (
     "awaiting_receipt",
     "awaiting_refund",
     "escalated",
+    "awaiting_evidence",
+    "awaiting_reship",
+    "awaiting_escalation",
 )
+#: Kinds whose goods come back to the merchant (an approval starts the buyer's return).
+RETURN_KINDS: frozenset[str] = frozenset({"return_refund", "exchange", "repair"})
+#: Rules whose lapse refunds the buyer: the merchant did not act in time.
+_REFUNDING: frozenset[str] = frozenset(
+    {
+        "merchant_review",
+        "merchant_receipt",
+        "unshipped_review",
+        "merchant_reship",
+        "merchant_repair",
+    }
+)
+#: The merchant's rule after the receipt of the returned goods, by kind (else: none).
+_AFTER_RECEIPT: dict[str, Rule] = {"exchange": "merchant_reship", "repair": "merchant_repair"}
 
 
 class Case(msgspec.Struct, array_like=True, forbid_unknown_fields=True, gc=False):
@@ -57,6 +74,9 @@ class Case(msgspec.Struct, array_like=True, forbid_unknown_fields=True, gc=False
     #: When the policy version the case runs under took effect (None: the first version).
     #: (Last in the array: state written before versions existed decodes with None.)
     version_from: Instant | None = None
+    #: The merchant's deadline held while the buyer is asked for evidence: its rule, the
+    #: deadline time it had left and the reminder offsets already sent. (Appended.)
+    held: tuple[Rule, timedelta, tuple[timedelta, ...]] | None = None
 
     def start(self, rule: Rule, at: datetime, policy: Policy) -> None:
         """Start `rule`'s deadline at business time `at`."""
@@ -71,7 +91,7 @@ class Case(msgspec.Struct, array_like=True, forbid_unknown_fields=True, gc=False
 
     def close(self, outcome: CaseOutcome) -> None:
         self.stop()
-        self.phase, self.outcome, self.resume_phase = "closed", outcome, None
+        self.phase, self.outcome, self.resume_phase, self.held = "closed", outcome, None, None
 
     def next_due(self, policy: Policy) -> tuple[datetime, timedelta | None] | None:
         """The next thing to fire: (when, reminder offset) or (deadline, None); None if nothing."""
@@ -108,14 +128,17 @@ class Case(msgspec.Struct, array_like=True, forbid_unknown_fields=True, gc=False
         assert rule is not None
         assert due is not None
         kind: ActionType
-        if rule == "merchant_review" and self.kind == "return_refund":
+        if rule == "merchant_review" and self.kind in RETURN_KINDS:
             kind = "auto_approve"
             self.phase = "awaiting_return"
             self.start("buyer_return", due, policy)
-        elif rule in ("merchant_review", "merchant_receipt", "unshipped_review"):
+        elif rule in _REFUNDING:
             kind = "auto_refund"
             self.close("refunded")
-        else:
+        elif rule == "buyer_escalation":  # the rejection stands
+            kind = "auto_close"
+            self.close("rejected")
+        else:  # buyer_return, buyer_evidence
             kind = "auto_close"
             self.close("auto_closed")
         return Action(
@@ -144,20 +167,45 @@ class Case(msgspec.Struct, array_like=True, forbid_unknown_fields=True, gc=False
         elif kind == "aftersale.withdrawn":
             self.close("withdrawn")
         elif kind == "aftersale.approved" and phase == "review":
-            if self.kind == "return_refund":
+            if self.kind in RETURN_KINDS:
                 self.phase = "awaiting_return"
                 self.start("buyer_return", at, policy)
             else:
                 self.phase = "awaiting_refund"
                 self.stop()
         elif kind == "aftersale.rejected" and phase == "review":
-            self.close("rejected")
+            if "buyer_escalation" in policy.version_of(self.version_from).deadlines:
+                self.phase = "awaiting_escalation"
+                self.start("buyer_escalation", at, policy)
+            else:
+                self.close("rejected")
         elif kind == "aftersale.return_shipped" and phase == "awaiting_return":
             self.phase = "awaiting_receipt"
             self.start("merchant_receipt", at, policy)
         elif kind == "aftersale.received" and phase == "awaiting_receipt":
-            self.phase = "awaiting_refund"
-            self.stop()
+            after = _AFTER_RECEIPT.get(self.kind)
+            if after is None:
+                self.phase = "awaiting_refund"
+                self.stop()
+            else:
+                self.phase = "awaiting_reship"
+                self.start(after, at, policy)
+        elif kind == "aftersale.reshipped" and phase == "awaiting_reship":
+            self.close("reshipped")
+        elif kind == "aftersale.evidence_requested" and phase in ("review", "awaiting_receipt"):
+            rule, due = self.rule, self.due_at
+            assert rule is not None
+            assert due is not None  # review and awaiting_receipt always run a deadline
+            self.held = (rule, policy.running_between(at, due), self.reminded)
+            self.phase = "awaiting_evidence"
+            self.start("buyer_evidence", at, policy)
+        elif kind == "aftersale.evidence_provided" and phase == "awaiting_evidence":
+            assert self.held is not None
+            rule, left, reminded = self.held
+            self._check_resume(at, left)
+            self.phase = "awaiting_receipt" if rule == "merchant_receipt" else "review"
+            self.rule, self.set_at, self.reminded, self.held = rule, at, reminded, None
+            self.due_at = policy.deadline_after(at, left)
         elif kind == "aftersale.escalated" and phase != "escalated":
             self.resume_phase, self.phase = phase, "escalated"
             if self.due_at is not None:
@@ -177,14 +225,18 @@ class Case(msgspec.Struct, array_like=True, forbid_unknown_fields=True, gc=False
         else:
             assert self.resume_phase is not None
             remaining = self.remaining
-            if remaining is not None and remaining > LATEST_DUE - at:
-                # only an escalation stamped long before the deadline started gets here
-                raise SchemaViolation(
-                    f"field 'occurred_at': resuming case {self.case_id} at {format_time(at)} "
-                    f"with {remaining} left would put its deadline after "
-                    f"{format_time(LATEST_DUE)}"
-                )
+            if remaining is not None:
+                self._check_resume(at, remaining)
             self.phase, self.resume_phase = self.resume_phase, None
             if remaining is not None:
                 self.set_at, self.remaining = at, None
                 self.due_at = policy.deadline_after(at, remaining)
+
+    def _check_resume(self, at: datetime, left: timedelta) -> None:
+        """Refuse to resume a deadline with `left` to run at `at` past the latest deadline."""
+        if left > LATEST_DUE - at:
+            # only a pause stamped long before the deadline started gets here
+            raise SchemaViolation(
+                f"field 'occurred_at': resuming case {self.case_id} at {format_time(at)} "
+                f"with {left} left would put its deadline after {format_time(LATEST_DUE)}"
+            )

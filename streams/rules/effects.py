@@ -17,10 +17,19 @@ from streams.rules.policy import Rule
 
 ActionType = Literal["auto_approve", "auto_close", "auto_refund"]
 Audience = Literal["merchant", "buyer"]
-CaseOutcome = Literal["rejected", "refunded", "withdrawn", "auto_closed"]
+#: `reshipped`: an exchange's replacement or a repair's repaired goods were shipped.
+CaseOutcome = Literal["rejected", "refunded", "withdrawn", "auto_closed", "reshipped"]
 RefundCause = Literal["merchant", "auto", "platform"]
 Phase = Literal[
-    "review", "awaiting_return", "awaiting_receipt", "awaiting_refund", "escalated", "closed"
+    "review",
+    "awaiting_return",
+    "awaiting_receipt",
+    "awaiting_refund",
+    "escalated",
+    "closed",
+    "awaiting_evidence",
+    "awaiting_reship",
+    "awaiting_escalation",
 ]
 
 AUDIENCE: dict[Rule, Audience] = {
@@ -28,6 +37,10 @@ AUDIENCE: dict[Rule, Audience] = {
     "buyer_return": "buyer",
     "merchant_receipt": "merchant",
     "unshipped_review": "merchant",
+    "buyer_evidence": "buyer",
+    "merchant_reship": "merchant",
+    "merchant_repair": "merchant",
+    "buyer_escalation": "buyer",
 }
 
 

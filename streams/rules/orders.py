@@ -55,6 +55,9 @@ class OrderState(msgspec.Struct, array_like=True, tag=2, forbid_unknown_fields=T
     last_at: Instant | None = None
     #: An `order.shipped` was seen. (Appended: state written before it decodes as not shipped.)
     shipped: bool = False
+    #: How many of the closed cases are the merchant's own refunds (`aftersale.merchant_refunded`):
+    #: `max_cases_per_order` counts the buyer's cases only. (Appended.)
+    merchant_refunds: int = 0
 
     def next_due(self, policy: Policy) -> datetime | None:
         """When this order next needs the clock: a reminder or a deadline of its open case, or
@@ -122,6 +125,8 @@ class OrderState(msgspec.Struct, array_like=True, tag=2, forbid_unknown_fields=T
         case = self.open
         if kind == "aftersale.requested":
             return self._open(event, case_id, policy)
+        if kind == "aftersale.merchant_refunded":
+            return self._merchant_refund(event, case_id)
         if case is None or case.case_id != case_id:
             outcome = self.closed.get(case_id)
             if outcome is None:
@@ -133,21 +138,46 @@ class OrderState(msgspec.Struct, array_like=True, tag=2, forbid_unknown_fields=T
         self._after_change(case, kind, event.occurred_at, before, before_rule, effects)
         return effects
 
-    def _open(self, event: Event, case_id: str, policy: Policy) -> list[Effect]:
-        body = event.body
+    def _check_new(self, case_id: str, also: str = "") -> None:
+        """Refuse a new case `case_id` where one is open or the id was used."""
         if case_id in self.closed or (self.open is not None and self.open.case_id == case_id):
             raise CaseAlreadyOpen(f"case_id {case_id} is already used on order {self.order_id}")
         if self.open is not None:
             raise CaseAlreadyOpen(
-                f"order {self.order_id} already has an open case {self.open.case_id}"
+                f"order {self.order_id} already has an open case {self.open.case_id}{also}"
             )
+
+    def _merchant_refund(self, event: Event, case_id: str) -> list[Effect]:
+        """The merchant refunds without a request: a case opened and closed `refunded` at once
+        (it counts in the refund rate; no deadline, no no-reason window, no case limit)."""
+        self._check_new(case_id, " (refund it with aftersale.refunded)")
+        body = event.body
+        case = Case(
+            case_id,
+            self.order_id,
+            "refund_only",
+            body.get("reason", "other"),
+            int(body["amount"]),
+            body.get("currency", "CNY"),
+            body["merchant_id"],
+            body["buyer_id"],
+        )
+        case.close("refunded")
+        self.merchant_refunds += 1
+        effects: list[Effect] = []
+        self._after_change(case, event.type, event.occurred_at, None, None, effects)
+        return effects
+
+    def _open(self, event: Event, case_id: str, policy: Policy) -> list[Effect]:
+        body = event.body
+        self._check_new(case_id)
         at = event.occurred_at
         version = policy.version_at(at)  # the case runs under it to its end
         limit = version.max_cases_per_order
-        if limit is not None and len(self.closed) >= limit:
+        opened = len(self.closed) - self.merchant_refunds
+        if limit is not None and opened >= limit:
             raise CaseLimitReached(
-                f"order {self.order_id} has had {len(self.closed)} cases, the policy's "
-                f"max_cases_per_order"
+                f"order {self.order_id} has had {opened} cases, the policy's max_cases_per_order"
             )
         if (
             body["reason"] == "no_reason"

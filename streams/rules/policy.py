@@ -16,14 +16,33 @@ import yaml
 from streams.contract.times import LATEST_OCCURRED_AT, LONGEST, parse_duration, parse_time
 from streams.errors import PolicyError
 
-Rule = Literal["merchant_review", "buyer_return", "merchant_receipt", "unshipped_review"]
-#: `unshipped_review` (this project's addition) runs only where the policy gives it a duration:
-#: the merchant's review of a refund-only request on an order not shipped yet.
+Rule = Literal[
+    "merchant_review",
+    "buyer_return",
+    "merchant_receipt",
+    "unshipped_review",
+    "buyer_evidence",
+    "merchant_reship",
+    "merchant_repair",
+    "buyer_escalation",
+]
+#: The contract's three rules, then this project's additions (topics/README.md):
+#: - `unshipped_review` runs only where the policy gives it a duration: the merchant's review of
+#:   a refund-only request on an order not shipped yet;
+#: - `buyer_evidence`: the buyer's time to send the evidence the merchant asked for;
+#: - `merchant_reship` / `merchant_repair`: the merchant's time, from the receipt of the
+#:   returned goods, to ship the replacement of an exchange or the repaired goods of a repair;
+#: - `buyer_escalation` runs only where the policy gives it a duration: after a rejection, the
+#:   buyer's window to ask the platform to step in (without it a rejection closes the case).
 RULES: Final[tuple[Rule, ...]] = (
     "merchant_review",
     "buyer_return",
     "merchant_receipt",
     "unshipped_review",
+    "buyer_evidence",
+    "merchant_reship",
+    "merchant_repair",
+    "buyer_escalation",
 )
 
 DEFAULT_DEADLINES: Final[Mapping[Rule, timedelta]] = MappingProxyType(
@@ -31,6 +50,12 @@ DEFAULT_DEADLINES: Final[Mapping[Rule, timedelta]] = MappingProxyType(
         "merchant_review": timedelta(hours=48),
         "buyer_return": timedelta(days=10),
         "merchant_receipt": timedelta(days=10),
+        # chosen: no marketplace publishes the buyer's evidence time (topics/README.md)
+        "buyer_evidence": timedelta(days=3),
+        # PDD "收到退回商品后3天内安排换货", JD "72小时为消费者再次发货"
+        "merchant_reship": timedelta(days=3),
+        # JD "自收到商品之日起30日内修复"
+        "merchant_repair": timedelta(days=30),
     }
 )
 DEFAULT_NO_REASON_WINDOW: Final = timedelta(days=7)
@@ -40,13 +65,17 @@ DEFAULT_REMINDERS: Final[Mapping[Rule, tuple[timedelta, ...]]] = MappingProxyTyp
         "buyer_return": (timedelta(days=2),),
         "merchant_receipt": (timedelta(days=2),),
         "unshipped_review": (),
+        "buyer_evidence": (timedelta(hours=24),),
+        "merchant_reship": (timedelta(hours=24),),
+        "merchant_repair": (timedelta(days=3),),
+        "buyer_escalation": (),
     }
 )
 
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """Durations of the three deadlines, the no-reason window and the reminder offsets."""
+    """Durations of the deadlines, the no-reason window and the reminder offsets."""
 
     deadlines: Mapping[Rule, timedelta] = field(default_factory=lambda: dict(DEFAULT_DEADLINES))
     no_reason_window: timedelta = DEFAULT_NO_REASON_WINDOW

@@ -12,13 +12,16 @@ and read in Python: decoding is now 2.5-3x faster, encoding about 1.5x). Version
      open case or null,
      {case_id: outcome, ...},   closed cases, keys sorted
      last_at,             instant or null: the latest instant the order saw (may be absent)
-     shipped]             an order.shipped was seen (may be absent)
+     shipped,             an order.shipped was seen (may be absent)
+     merchant_refunds]    how many closed cases are the merchant's own refunds (may be absent)
 
 and the open case is an array in `Case` field order:
 
     [case_id, order_id, kind, reason, amount, currency, merchant_id, buyer_id,
      phase, outcome, rule, set_at, due_at, remaining, [reminded, ...], resume_phase,
-     version_from]        instant or null: the policy version's effective_from (may be absent)
+     version_from,        instant or null: the policy version's effective_from (may be absent)
+     held]                null, or [rule, duration, [reminded, ...]]: the merchant's deadline
+                          held while the buyer is asked for evidence (may be absent)
 
 An instant is RFC 3339 text in UTC (`2026-12-01T03:04:05.400000Z`), a duration ISO 8601
 text (`P2DT3600S`). Equal states give equal bytes: event ids and closed-case keys are sorted.
@@ -84,6 +87,7 @@ class DueView(msgspec.Struct, array_like=True, tag=VERSION, forbid_unknown_field
     closed: msgspec.Raw = msgspec.Raw(b"{}")
     last_at: Instant | None = None
     shipped: msgspec.Raw = msgspec.Raw(b"false")
+    merchant_refunds: msgspec.Raw = msgspec.Raw(b"0")
 
 
 _due_decoder: Final = msgspec.json.Decoder(DueView)

@@ -31,6 +31,8 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "aftersale.rejected": {"note": "no"},
     "aftersale.return_shipped": {"carrier": "YTO", "waybill": "YT1"},
     "aftersale.resolved": {"decision": "resume"},
+    "aftersale.reshipped": {"carrier": "SF", "waybill": "SF2"},
+    "aftersale.merchant_refunded": {"amount": 5990, "merchant_id": "m-3", "buyer_id": "b-9"},
 }
 
 

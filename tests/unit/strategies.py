@@ -36,6 +36,10 @@ AFTERSALE_TYPES: tuple[str, ...] = (
     "aftersale.withdrawn",
     "aftersale.escalated",
     "aftersale.resolved",
+    "aftersale.evidence_requested",
+    "aftersale.evidence_provided",
+    "aftersale.reshipped",
+    "aftersale.merchant_refunded",
 )
 ALL_TYPES: tuple[str, ...] = ORDER_TYPES + AFTERSALE_TYPES
 
@@ -58,6 +62,20 @@ _NEXT: dict[str, tuple[str, ...]] = {
         "aftersale.rejected",
         "aftersale.escalated",
         "aftersale.withdrawn",
+        "aftersale.evidence_requested",
+    ),
+    "aftersale.rejected": ("aftersale.escalated", "aftersale.escalated", "aftersale.requested"),
+    "aftersale.evidence_requested": (
+        "aftersale.evidence_provided",
+        "aftersale.evidence_provided",
+        "aftersale.escalated",
+        "aftersale.withdrawn",
+    ),
+    "aftersale.evidence_provided": (
+        "aftersale.approved",
+        "aftersale.rejected",
+        "aftersale.received",
+        "aftersale.evidence_requested",
     ),
     "aftersale.approved": (
         "aftersale.return_shipped",
@@ -69,8 +87,9 @@ _NEXT: dict[str, tuple[str, ...]] = {
         "aftersale.received",
         "aftersale.received",
         "aftersale.escalated",
+        "aftersale.evidence_requested",
     ),
-    "aftersale.received": ("aftersale.refunded", "aftersale.escalated"),
+    "aftersale.received": ("aftersale.refunded", "aftersale.escalated", "aftersale.reshipped"),
     "aftersale.escalated": ("aftersale.resolved", "aftersale.resolved", "aftersale.refunded"),
     "aftersale.resolved": (
         "aftersale.approved",
@@ -78,6 +97,8 @@ _NEXT: dict[str, tuple[str, ...]] = {
         "aftersale.received",
         "aftersale.escalated",
         "aftersale.refunded",
+        "aftersale.evidence_provided",
+        "aftersale.reshipped",
     ),
 }
 
@@ -89,7 +110,9 @@ OFFSETS: dict[str, timezone] = {
     "+08:00": timezone(timedelta(hours=8)),
     "-05:00": timezone(timedelta(hours=-5)),
 }
-KINDS = ("refund_only", "return_refund")
+KINDS = ("refund_only", "return_refund", "exchange", "repair")
+#: Types that open a case of their own (a merchant's own refund opens and closes one).
+NEW_CASE = ("aftersale.requested", "aftersale.merchant_refunded")
 REASONS = ("quality", "logistics", "not_as_described", "no_reason", "mistaken_order", "other")
 DECISIONS = ("refund", "reject", "resume", "resume", "resume")
 
@@ -120,11 +143,12 @@ def case_id_of(order_no: int, case_no: int) -> str:
 @st.composite
 def policies(draw: st.DrawFn) -> Policy:
     """A policy with short deadlines (1-48 h) and a random subset of reminder offsets."""
-    # (the unshipped review, this project's addition, only in some policies)
+    # (the unshipped review and the escalation window, this project's additions that run only
+    # where a policy gives them, in some policies)
     deadlines = {
         rule: f"PT{draw(st.integers(1, 48))}H"
         for rule in RULES
-        if rule != "unshipped_review" or draw(st.booleans())
+        if rule not in ("unshipped_review", "buyer_escalation") or draw(st.booleans())
     }
     reminder_choices = st.sampled_from(["PT30M", "PT1H", "PT2H", "PT3H", "PT6H", "PT24H", "P2D"])
     reminders = {rule: draw(st.lists(reminder_choices, max_size=3, unique=True)) for rule in RULES}
@@ -203,6 +227,17 @@ def _fields(draw: st.DrawFn, kind: str, order_no: int) -> dict[str, Any]:
         return {"note": "no"} if draw(st.booleans()) else {}
     if kind == "aftersale.return_shipped":
         return {"carrier": "YTO", "waybill": "YT1"}
+    if kind == "aftersale.reshipped":
+        return {"carrier": "SF", "waybill": "SF9"}
+    if kind == "aftersale.merchant_refunded":
+        out = {
+            "amount": draw(st.integers(0, 10_000)),
+            "merchant_id": f"m-{order_no}",
+            "buyer_id": f"b-{order_no}",
+        }
+        if draw(st.booleans()):
+            out["reason"] = draw(st.sampled_from(REASONS))
+        return out
     if kind == "aftersale.refunded":
         return {"amount": draw(st.integers(0, 10_000))} if draw(st.booleans()) else {}
     if kind == "aftersale.resolved":
@@ -219,7 +254,7 @@ def _garble(draw: st.DrawFn, record: dict[str, Any]) -> dict[str, Any]:
     elif how == "enum":
         out["type"] = "aftersale.requested"
         out.setdefault("case_id", "c-1")
-        out.update(kind="exchange", reason="quality", amount=1, merchant_id="m", buyer_id="b")
+        out.update(kind="swap", reason="quality", amount=1, merchant_id="m", buyer_id="b")
     elif how == "time":
         out["occurred_at"] = "2026-11-01 10:00:00"
     else:
@@ -259,13 +294,13 @@ def scenarios(
         elif case_no is not None and draw(st.integers(0, 2)) > 0:
             options = _NEXT.get(last_type.get((order_no, case_no), ""), _AFTER_CLOSE)
             kind = draw(st.sampled_from(options))
-            if kind == "aftersale.requested":
+            if kind in NEW_CASE:
                 case_no = next_case[order_no]
                 next_case[order_no] = min(case_no + 1, cases_per_order)
                 current[order_no] = case_no
         else:
             kind = draw(st.sampled_from(_WEIGHTED))
-            if kind == "aftersale.requested" and draw(st.integers(0, 3)) > 0:
+            if kind in NEW_CASE and draw(st.integers(0, 3)) > 0:
                 case_no = next_case[order_no]
                 next_case[order_no] = min(case_no + 1, cases_per_order)
             elif case_no is None or draw(st.integers(0, 3)) == 0:

@@ -63,6 +63,12 @@ AFTERSALE_TYPES = (
     "withdrawn",
     "escalated",
     "resolved",
+    # this project's additions (topics/README.md): evidence, exchange and repair, the
+    # merchant's own refund
+    "evidence_requested",
+    "evidence_provided",
+    "reshipped",
+    "merchant_refunded",
 )
 CONTRACT_TYPES = frozenset(
     [f"order.{t}" for t in ORDER_TYPES] + [f"aftersale.{t}" for t in AFTERSALE_TYPES]
@@ -475,7 +481,7 @@ def test_decode_optional_field_may_be_absent(event_type: str, field: str) -> Non
 @pytest.mark.parametrize(
     ("event_type", "fields"),
     [
-        ("aftersale.requested", {"kind": "exchange"}),
+        ("aftersale.requested", {"kind": "swap"}),
         ("aftersale.requested", {"reason": "changed_mind"}),
         ("aftersale.requested", {"reason": "Quality"}),
         ("aftersale.resolved", {"decision": "approve"}),

@@ -34,18 +34,32 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
+#: The defaults of this project's rules for the paths the contract does not have
+#: (topics/README.md); unshipped_review and buyer_escalation run only when given a duration.
+ADDED_DEADLINES = {
+    "buyer_evidence": timedelta(days=3),
+    "merchant_reship": timedelta(days=3),
+    "merchant_repair": timedelta(days=30),
+}
+
+
 def assert_default(policy: Policy) -> None:
     assert dict(policy.deadlines) == {
         "merchant_review": timedelta(hours=48),
         "buyer_return": timedelta(days=10),
         "merchant_receipt": timedelta(days=10),
+        **ADDED_DEADLINES,
     }
     assert policy.no_reason_window == timedelta(days=7)
     assert dict(policy.reminders) == {
         "merchant_review": (timedelta(hours=24), timedelta(hours=2)),
         "buyer_return": (timedelta(days=2),),
         "merchant_receipt": (timedelta(days=2),),
-        "unshipped_review": (),  # this project's addition: runs only when given a duration
+        "unshipped_review": (),
+        "buyer_evidence": (timedelta(hours=24),),
+        "merchant_reship": (timedelta(hours=24),),
+        "merchant_repair": (timedelta(days=3),),
+        "buyer_escalation": (),
     }
     assert policy.offsets("merchant_review") == (timedelta(hours=24), timedelta(hours=2))
 
@@ -120,6 +134,7 @@ def test_seconds_and_fractions(tmp_path: Path) -> None:
         "merchant_review": timedelta(hours=48),
         "buyer_return": timedelta(milliseconds=500),
         "merchant_receipt": timedelta(seconds=90),
+        **ADDED_DEADLINES,
     }
     assert policy.no_reason_window == timedelta(seconds=1.25)
     assert policy.offsets("merchant_review") == (timedelta(hours=1), timedelta(milliseconds=250))

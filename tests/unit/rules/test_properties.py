@@ -47,8 +47,23 @@ DECIDED_BY: dict[str, frozenset[str]] = {
     "buyer_return": frozenset({"aftersale.return_shipped"}),
     "merchant_receipt": frozenset({"aftersale.received"}),
     "unshipped_review": frozenset({"aftersale.approved", "aftersale.rejected"}),
+    "buyer_evidence": frozenset({"aftersale.evidence_provided"}),
+    "merchant_reship": frozenset({"aftersale.reshipped"}),
+    "merchant_repair": frozenset({"aftersale.reshipped"}),
+    "buyer_escalation": frozenset({"aftersale.escalated"}),
 }
-DEADLINE_PHASES = ("review", "awaiting_return", "awaiting_receipt")
+DEADLINE_PHASES = (
+    "review",
+    "awaiting_return",
+    "awaiting_receipt",
+    "awaiting_evidence",
+    "awaiting_reship",
+    "awaiting_escalation",
+)
+#: Kinds whose goods come back (an approval starts buyer_return), and the merchant's rule
+#: after the receipt of an exchange's or a repair's goods.
+RETURN_KINDS = ("return_refund", "exchange", "repair")
+AFTER_RECEIPT = {"exchange": "merchant_reship", "repair": "merchant_repair"}
 
 CaseKey = tuple[str, str]
 
@@ -178,6 +193,8 @@ class Tracked:
     set_at: datetime | None = None
     escalated: bool = False
     closed: bool = False
+    #: The merchant's rule held while the buyer is asked for evidence.
+    held: str | None = None
 
 
 def follow(
@@ -208,6 +225,9 @@ def follow(
         if event is None or step.verdict != "applied" or not event.type.startswith("aftersale."):
             continue
         kind, at = event.type, event.occurred_at
+        if kind == "aftersale.merchant_refunded":  # a case opened and closed at once
+            cases[key_of(event)] = Tracked("refund_only", event, rule=None, closed=True)
+            continue
         if kind == "aftersale.requested":
             tracked = cases[key_of(event)] = Tracked(event.body["kind"], event, set_at=at)
             # a refund-only request on an order not shipped: the unshipped review, if any
@@ -216,13 +236,20 @@ def follow(
                 tracked.rule = "unshipped_review"
             continue
         case = cases[key_of(event)]
+        version = policy.version_at(case.requested.occurred_at)
         if kind == "aftersale.approved":
-            case.rule = "buyer_return" if case.kind == "return_refund" else None
+            case.rule = "buyer_return" if case.kind in RETURN_KINDS else None
             case.set_at = at
         elif kind == "aftersale.return_shipped":
             case.rule, case.set_at = "merchant_receipt", at
         elif kind == "aftersale.received":
-            case.rule = None
+            case.rule, case.set_at = AFTER_RECEIPT.get(case.kind), at
+        elif kind == "aftersale.evidence_requested":
+            case.held, case.rule, case.set_at = case.rule, "buyer_evidence", at
+        elif kind == "aftersale.evidence_provided":
+            case.rule, case.held, case.set_at = case.held, None, at
+        elif kind == "aftersale.rejected" and "buyer_escalation" in version.deadlines:
+            case.rule, case.set_at = "buyer_escalation", at
         elif kind == "aftersale.escalated":
             case.escalated = True
         elif kind == "aftersale.resolved":
@@ -295,7 +322,8 @@ def check_store(engine: Engine) -> None:
                 assert case.phase in DEADLINE_PHASES, case
             if case.phase == "escalated":
                 assert case.due_at is None, case
-        assert set(state.closed.values()) <= {"rejected", "refunded", "withdrawn", "auto_closed"}
+        outcomes = {"rejected", "refunded", "withdrawn", "auto_closed", "reshipped"}
+        assert set(state.closed.values()) <= outcomes
 
 
 @PROPS
@@ -540,6 +568,8 @@ class Model:
     due: datetime | None = None
     remaining: timedelta | None = None
     came_from: str | None = None
+    #: The merchant's rule and deadline time held while the buyer is asked for evidence.
+    held: tuple[str, timedelta] | None = None
     delivered: datetime | None = None
     shipped: bool = False
     applied: set[str] = field(default_factory=set)
@@ -575,24 +605,24 @@ class Model:
         self.rule = self.due = self.remaining = None
 
     def close(self, outcome: str) -> None:
-        self.phase, self.outcome = "closed", outcome
+        self.phase, self.outcome, self.held = "closed", outcome, None
         self.no_deadline()
 
     def fire(self, clock: datetime) -> None:
         while self.due is not None and self.due <= clock:
             due, rule = self.due, self.rule
             assert rule is not None
-            if rule == "unshipped_review":
-                self.actions.append(("auto_refund", rule, due))
-                self.close("refunded")
-            elif rule == "merchant_review" and self.kind == "return_refund":
+            if rule == "merchant_review" and self.kind in RETURN_KINDS:
                 self.actions.append(("auto_approve", rule, due))
                 self.phase = "awaiting_return"
                 self.deadline("buyer_return", due)
-            elif rule == "buyer_return":
+            elif rule in ("buyer_return", "buyer_evidence"):
                 self.actions.append(("auto_close", rule, due))
                 self.close("auto_closed")
-            else:
+            elif rule == "buyer_escalation":
+                self.actions.append(("auto_close", rule, due))
+                self.close("rejected")
+            else:  # the merchant's rules
                 self.actions.append(("auto_refund", rule, due))
                 self.close("refunded")
 
@@ -612,6 +642,11 @@ class Model:
         if kind == "order.shipped":
             self.shipped = True
         if kind.startswith("order."):
+            return "applied"
+        if kind == "aftersale.merchant_refunded":
+            if self.phase is not None:  # a case is open, or its id was used
+                return "case_already_open"
+            self.close("refunded")
             return "applied"
         if kind == "aftersale.requested":
             if self.phase is not None:
@@ -641,20 +676,41 @@ class Model:
         elif kind == "aftersale.withdrawn":
             self.close("withdrawn")
         elif kind == "aftersale.approved" and phase == "review":
-            if self.kind == "return_refund":
+            if self.kind in RETURN_KINDS:
                 self.phase = "awaiting_return"
                 self.deadline("buyer_return", at)
             else:
                 self.phase = "awaiting_refund"
                 self.no_deadline()
         elif kind == "aftersale.rejected" and phase == "review":
-            self.close("rejected")
+            if "buyer_escalation" in self.version.deadlines:
+                self.phase = "awaiting_escalation"
+                self.deadline("buyer_escalation", at)
+            else:
+                self.close("rejected")
         elif kind == "aftersale.return_shipped" and phase == "awaiting_return":
             self.phase = "awaiting_receipt"
             self.deadline("merchant_receipt", at)
         elif kind == "aftersale.received" and phase == "awaiting_receipt":
-            self.phase = "awaiting_refund"
-            self.no_deadline()
+            if self.kind in AFTER_RECEIPT:
+                self.phase = "awaiting_reship"
+                self.deadline(AFTER_RECEIPT[self.kind], at)
+            else:
+                self.phase = "awaiting_refund"
+                self.no_deadline()
+        elif kind == "aftersale.reshipped" and phase == "awaiting_reship":
+            self.close("reshipped")
+        elif kind == "aftersale.evidence_requested" and phase in ("review", "awaiting_receipt"):
+            assert self.rule is not None
+            assert self.due is not None
+            self.held = (self.rule, self.running(at, self.due))
+            self.phase = "awaiting_evidence"
+            self.deadline("buyer_evidence", at)
+        elif kind == "aftersale.evidence_provided" and phase == "awaiting_evidence":
+            assert self.held is not None
+            rule, left = self.held
+            self.phase = "awaiting_receipt" if rule == "merchant_receipt" else "review"
+            self.rule, self.due, self.held = rule, self.after(at, left), None
         elif kind == "aftersale.escalated" and phase != "escalated":
             self.came_from, self.phase = phase, "escalated"
             if self.due is not None:

@@ -93,11 +93,11 @@ def test_every_field_is_encoded_in_declaration_order() -> None:
     assert [f.name for f in msgspec.structs.fields(Case)] == [
         "case_id", "order_id", "kind", "reason", "amount", "currency", "merchant_id", "buyer_id",
         "phase", "outcome", "rule", "set_at", "due_at", "remaining", "reminded", "resume_phase",
-        "version_from",
+        "version_from", "held",
     ]  # fmt: skip
     assert [f.name for f in msgspec.structs.fields(OrderState)] == [
         "order_id", "delivered_at", "paid", "refunded", "event_ids", "open", "closed", "last_at",
-        "shipped",
+        "shipped", "merchant_refunds",
     ]  # fmt: skip
     state = OrderState("o-1", open=case())
     encoded = orjson.loads(encode(state))
@@ -108,7 +108,7 @@ def test_every_field_is_encoded_in_declaration_order() -> None:
 def test_empty_state() -> None:
     state = OrderState("o-1")
     data = encode(state)
-    assert data == b'[2,"o-1",null,false,false,[],null,{},null,false]'
+    assert data == b'[2,"o-1",null,false,false,[],null,{},null,false,0]'
     assert decode_state(data) == state
 
 
@@ -125,7 +125,7 @@ def test_state_with_an_open_case() -> None:
         b'[2,"o-1","2026-12-01T03:04:05.400000Z",true,false,["e-1","e-2"],'
         b'["c-1","o-1","return_refund","quality",5990,"CNY","m-1","b-1","awaiting_receipt",null,'
         b'"merchant_receipt","2026-12-01T03:04:05.400000Z","2026-12-11T03:04:05.400000Z",null,'
-        b'[],null,null],{},"2026-12-01T03:04:05.400000Z",false]'
+        b'[],null,null,null],{},"2026-12-01T03:04:05.400000Z",false,0]'
     )
     assert decode_state(data) == state
 
@@ -263,11 +263,27 @@ def test_fields_missing_at_the_end_take_their_defaults() -> None:
     assert decode_state(b'[2,"o-1",null,false,false,[],null,{}]') == OrderState("o-1")
     # a case written before `version_from` was appended runs under the first version
     written = _array(open_case=True)
-    written[6] = written[6][:-1]
+    written[6] = written[6][:-2]
     old = decode_state(orjson.dumps(written))
     assert old.open is not None
     assert old.open.version_from is None
     assert old == OrderState("o-1", open=case())
+    # state written before `merchant_refunds` and `held` were appended: none, and none held
+    written = _array(open_case=True)[:-1]
+    written[6] = written[6][:-1]
+    old = decode_state(orjson.dumps(written))
+    assert old.merchant_refunds == 0
+    assert old.open is not None
+    assert old.open.held is None
+
+
+def test_a_held_deadline_round_trips() -> None:
+    held = case(phase="awaiting_evidence", rule="buyer_evidence")
+    held.held = ("merchant_receipt", timedelta(days=2, seconds=1), (timedelta(days=2),))
+    state = OrderState("o-1", open=held, merchant_refunds=2)
+    data = encode(state)
+    assert b'["merchant_receipt","P2DT1S",["P2D"]]' in data
+    assert decode_state(data) == state
 
 
 def _array(open_case: bool = False) -> list[Any]:
@@ -305,7 +321,7 @@ def _with_case(index: int, value: object) -> bytes:
         (_with_case(4, "5990"), r"\$\[6\]\[4\]"),
         (_with(8, "2026-11-01T10:00:00"), "timezone"),
         (_with(8, 5), r"\$\[8\]"),
-        (b'[2,"o-1",null,false,false,[],null,{},null,false,"x"]', "length"),  # a newer build's
+        (b'[2,"o-1",null,false,false,[],null,{},null,false,0,"x"]', "length"),  # a newer build's
         (_with(6, [*_array(open_case=True)[6], "x"]), "length"),
     ],
 )
