@@ -2,9 +2,12 @@
 
 Orders are paid, shipped and delivered; some get after-sale cases whose merchants answer in
 time, late or never, whose buyers ship the goods back or not; some cases are rejected and
-re-opened, escalated and resolved, withdrawn. Producers retry (duplicate event_ids) and a
-share of the input is bad. Lines come out in `occurred_at` order (arrival order), with
-occurred_at written in UTC or in China time (+08:00).
+re-opened, escalated and resolved, withdrawn. With `--every-path` (`Mix.every_path`), also
+the paths this project adds to the contract's: refund requests before shipment, the merchant's
+own refunds, evidence requests answered or not, exchanges and repairs reshipped or not, and
+escalations within the window after a rejection (where the policy gives one). Producers retry
+(duplicate event_ids) and a share of the input is bad. Lines come out in `occurred_at` order
+(arrival order), with occurred_at written in UTC or in China time (+08:00).
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ class Mix:
     bad_rate: float = 0.01
     escalate_rate: float = 0.05
     withdraw_rate: float = 0.04
+    #: Also the paths beyond the contract's (off: a seed gives the stream it always gave).
+    every_path: bool = False
 
 
 class _Story:
@@ -71,12 +76,22 @@ class _Story:
         self.emit(
             start, "order.paid", order_id, merchant_id=merchant, buyer_id=buyer, amount=amount
         )
+        if self.mix.every_path and rng.random() < 0.04:
+            self.unshipped(order_id, start + self.gap(0.1, 1), merchant, buyer, amount)
+            return
         shipped = start + self.gap(1, 30)
         self.emit(
             shipped, "order.shipped", order_id, carrier="SF", waybill=f"SF{rng.randrange(10**9)}"
         )
         delivered = shipped + self.gap(12, 72)
         self.emit(delivered, "order.delivered", order_id)
+        if self.mix.every_path and rng.random() < 0.03:  # the merchant refunds unasked
+            self.emit(
+                delivered + self.gap(1, 100), "aftersale.merchant_refunded", order_id,
+                case_id=f"{order_id}-m1", amount=amount, merchant_id=merchant, buyer_id=buyer,
+                reason=rng.choice(("logistics", "quality", "other")),
+            )  # fmt: skip
+            return
         if rng.random() >= self.mix.case_rate:
             if rng.random() < 0.2:
                 self.emit(delivered + self.gap(24, 240), "order.completed", order_id)
@@ -95,6 +110,8 @@ class _Story:
         """One case; returns when it was rejected (the buyer may re-open), else None."""
         rng = self.rng
         kind = "return_refund" if rng.random() < 0.7 else "refund_only"
+        if self.mix.every_path and rng.random() < 0.3:
+            kind = rng.choice(("exchange", "repair"))
         ev = {"case_id": case_id}
         self.emit(
             at, "aftersale.requested", order_id, **ev, kind=kind, reason=rng.choice(REASONS),
@@ -108,13 +125,23 @@ class _Story:
         if rng.random() < self.mix.escalate_rate:
             self.escalation(at, order_id, ev)
             return None
-        review_due = at + self.policy.deadlines["merchant_review"]
+        review_from, review_left = at, self.policy.deadlines["merchant_review"]
+        if self.mix.every_path and rng.random() < 0.15:
+            asked = at + self.share("merchant_review", 0.05, 0.4)
+            self.emit(asked, "aftersale.evidence_requested", order_id, **ev, note="photos")
+            if rng.random() < 0.3:  # the buyer sends nothing: auto_close
+                return None
+            provided = asked + self.share("buyer_evidence", 0.05, 0.8)
+            self.emit(provided, "aftersale.evidence_provided", order_id, **ev)
+            # the review resumes with the time it had left (freezes aside)
+            review_from, review_left = provided, review_left - (asked - at)
+        review_due = review_from + review_left
         answer = rng.random()
         if answer < 0.6:  # in time
-            decided = at + self.share("merchant_review", 0.02, 0.9)
+            decided = review_from + review_left * rng.uniform(0.02, 0.9)
             if rng.random() < 0.2:
                 self.emit(decided, "aftersale.rejected", order_id, **ev, note="not eligible")
-                return decided
+                return self.after_rejection(decided, order_id, ev)
             self.emit(decided, "aftersale.approved", order_id, **ev)
         else:
             decided = review_due
@@ -142,8 +169,53 @@ class _Story:
             return None
         received = shipped + self.share("merchant_receipt", 0.02, 0.8)
         self.emit(received, "aftersale.received", order_id, **ev)
+        if kind in ("exchange", "repair"):
+            rule = "merchant_reship" if kind == "exchange" else "merchant_repair"
+            if rng.random() < 0.75:  # else the merchant never ships it: auto_refund
+                self.emit(
+                    received + self.share(rule, 0.05, 0.9), "aftersale.reshipped", order_id,
+                    **ev, carrier="SF", waybill=f"SF{rng.randrange(10**9)}",
+                )  # fmt: skip
+            return None
         self.emit(received + self.gap(0.1, 12), "aftersale.refunded", order_id, **ev)
         return None
+
+    def after_rejection(
+        self, rejected: datetime, order_id: str, ev: dict[str, str]
+    ) -> datetime | None:
+        """Where the policy gives the buyer a window to escalate: escalated in it, or not (the
+        rejection stands when it ends). Returns when the buyer may open a new case."""
+        window = self.policy.deadlines.get("buyer_escalation")
+        if not self.mix.every_path or window is None:
+            return rejected
+        if self.rng.random() < 0.6:
+            return rejected + window
+        escalated = rejected + window * self.rng.uniform(0.05, 0.8)
+        self.emit(escalated, "aftersale.escalated", order_id, **ev)
+        decision = self.rng.choice(("refund", "reject"))
+        self.emit(
+            escalated + self.gap(2, 48), "aftersale.resolved", order_id, **ev, decision=decision
+        )
+        return None
+
+    def unshipped(
+        self, order_id: str, at: datetime, merchant: str, buyer: str, amount: int
+    ) -> None:
+        """A refund request before shipment: answered in time (and refunded), or not."""
+        rng, ev = self.rng, {"case_id": f"{order_id}-c1"}
+        self.emit(
+            at, "aftersale.requested", order_id, **ev, kind="refund_only",
+            reason="mistaken_order", amount=amount, merchant_id=merchant, buyer_id=buyer,
+        )  # fmt: skip
+        rule = (
+            "unshipped_review"
+            if "unshipped_review" in self.policy.deadlines
+            else ("merchant_review")
+        )
+        if rng.random() < 0.6:  # else the review lapses: auto_refund
+            approved = at + self.share(rule, 0.02, 0.9)
+            self.emit(approved, "aftersale.approved", order_id, **ev)
+            self.emit(approved + self.gap(0.1, 2), "aftersale.refunded", order_id, **ev)
 
     def escalation(self, at: datetime, order_id: str, ev: dict[str, str]) -> None:
         escalated = at + self.share("merchant_review", 0.1, 0.8)
@@ -251,6 +323,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(AFTERSALE_KAFKA_BOOTSTRAP, AFTERSALE_TOPIC_PREFIX)",
     )
     parser.add_argument(
+        "--every-path",
+        action="store_true",
+        help="also the paths beyond the contract's: refund requests before shipment, the "
+        "merchant's own refunds, evidence requests, exchanges and repairs, escalations after a "
+        "rejection (give a policy with buyer_escalation, such as --policy taobao); off, a seed "
+        "gives the stream it always gave",
+    )
+    parser.add_argument(
         "--bad-rate", type=float, default=Mix().bad_rate, help="share of bad records"
     )
     parser.add_argument(
@@ -343,7 +423,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.policy_out:
         args.policy_out.write_text(policy_yaml(policy), encoding="utf-8")
-    mix = Mix(bad_rate=args.bad_rate, retry_rate=args.retry_rate)
+    mix = Mix(bad_rate=args.bad_rate, retry_rate=args.retry_rate, every_path=args.every_path)
     lines = generate(
         args.orders, args.seed, start, span / args.time_scale, policy, args.time_scale, mix
     )
