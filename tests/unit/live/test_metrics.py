@@ -96,6 +96,26 @@ def test_the_tally_of_the_engine_counts_cases_refunds_actions_and_lateness() -> 
     assert value(registry, "aftersale_deadline_lateness_seconds_bucket", le="0.5") == 1
 
 
+def test_a_merchants_own_refund_counts_as_a_case_opened_and_closed_refunded() -> None:
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry)
+    outbox = Outbox(0, DictLocalStore())
+    engine = Engine(Policy(), store=outbox)
+    effects = engine.apply(event("order.paid"), T0).effects
+    refund = event("aftersale.merchant_refunded", T0, case_id="c-m", reason="logistics")
+    effects += engine.apply(refund, T0).effects
+    outbox.tally.effects(effects, T0)
+    metrics.committed(outbox.take().tally)
+    opened = {"kind": "refund_only", "reason": "logistics"}
+    assert value(registry, "aftersale_cases_opened_total", **opened) == 1
+    assert value(registry, "aftersale_refunds_total", **opened, cause="merchant") == 1
+    assert value(registry, "aftersale_cases_closed_total", outcome="refunded") == 1
+    assert (
+        value(registry, "aftersale_auto_actions_total", rule="merchant_review", type="auto_refund")
+        == 0
+    )
+
+
 def test_the_gauges_follow_what_has_committed() -> None:
     memory = type("MemoryStore", (), {"data": {}})()
     runtime = Runtime(Settings(partitions=1), Policy(), FaustTable(memory), TOPICS)

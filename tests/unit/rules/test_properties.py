@@ -32,7 +32,13 @@ from streams.rules.policy import Policy, policy_from_mapping
 from streams.tools.replay import ACTIONS_FILE, DEADLETTER_FILE, NOTIFICATIONS_FILE, replay
 from streams.tools.summary import Summary
 from tests.unit.factories import T0
-from tests.unit.strategies import Scenario, render, scenarios, single_case_scenarios
+from tests.unit.strategies import (
+    NEW_CASE,
+    Scenario,
+    render,
+    scenarios,
+    single_case_scenarios,
+)
 
 H = timedelta(hours=1)
 PROPS = settings(
@@ -533,8 +539,8 @@ def test_late_events_are_refused(scenario: Scenario) -> None:
         event = step.event
         if event is None or not event.type.startswith("aftersale."):
             continue
-        if event.type == "aftersale.requested" or step.verdict == "duplicate":
-            continue
+        if event.type in NEW_CASE or step.verdict == "duplicate":
+            continue  # (a new case is judged on the order, not on a decided one)
         for action in fired.get(key_of(event), []):
             if event.occurred_at >= action.deadline_at and event.type in DECIDED_BY[action.rule]:
                 assert (step.verdict, step.code) == ("rejected", "invalid_transition"), (

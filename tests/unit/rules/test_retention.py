@@ -180,10 +180,10 @@ def test_forgetting_is_never_early_and_never_of_an_open_case(
     run = drive(scenario, policy=replace(scenario.policy, order_retention=keep))
     open_cases: set[str] = set()
     for clock, effect in run.timeline():
-        if isinstance(effect, CaseChanged) and effect.before is None:
-            open_cases.add(effect.order_id)
-        elif isinstance(effect, CaseChanged) and effect.closed:
+        if isinstance(effect, CaseChanged) and effect.closed:  # a merchant's refund: at once
             open_cases.discard(effect.order_id)
+        elif isinstance(effect, CaseChanged) and effect.before is None:
+            open_cases.add(effect.order_id)
         elif isinstance(effect, OrderForgotten):
             assert clock is not None
             assert effect.at <= clock  # never early
