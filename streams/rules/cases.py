@@ -77,6 +77,9 @@ class Case(msgspec.Struct, array_like=True, forbid_unknown_fields=True, gc=False
     #: The merchant's deadline held while the buyer is asked for evidence: its rule, the
     #: deadline time it had left and the reminder offsets already sent. (Appended.)
     held: tuple[Rule, timedelta, tuple[timedelta, ...]] | None = None
+    #: The merchant has asked for evidence on this case (once per case: a second round's
+    #: reminders would repeat the first's notification_id). (Appended.)
+    evidence_asked: bool = False
 
     def start(self, rule: Rule, at: datetime, policy: Policy) -> None:
         """Start `rule`'s deadline at business time `at`."""
@@ -193,6 +196,12 @@ class Case(msgspec.Struct, array_like=True, forbid_unknown_fields=True, gc=False
         elif kind == "aftersale.reshipped" and phase == "awaiting_reship":
             self.close("reshipped")
         elif kind == "aftersale.evidence_requested" and phase in ("review", "awaiting_receipt"):
+            if self.evidence_asked:
+                raise InvalidTransition(
+                    f"{kind} is not allowed: the merchant already asked for evidence on case "
+                    f"{self.case_id} (once per case)"
+                )
+            self.evidence_asked = True
             rule, due = self.rule, self.due_at
             assert rule is not None
             assert due is not None  # review and awaiting_receipt always run a deadline

@@ -20,8 +20,9 @@ and the open case is an array in `Case` field order:
     [case_id, order_id, kind, reason, amount, currency, merchant_id, buyer_id,
      phase, outcome, rule, set_at, due_at, remaining, [reminded, ...], resume_phase,
      version_from,        instant or null: the policy version's effective_from (may be absent)
-     held]                null, or [rule, duration, [reminded, ...]]: the merchant's deadline
+     held,                null, or [rule, duration, [reminded, ...]]: the merchant's deadline
                           held while the buyer is asked for evidence (may be absent)
+     evidence_asked]      the merchant asked for evidence on the case (may be absent)
 
 An instant is RFC 3339 text in UTC (`2026-12-01T03:04:05.400000Z`), a duration ISO 8601
 text (`P2DT3600S`). Equal states give equal bytes: event ids and closed-case keys are sorted.

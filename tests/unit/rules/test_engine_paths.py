@@ -267,3 +267,14 @@ def test_without_a_window_a_rejection_closes_the_case_and_cannot_be_escalated() 
     run.send("aftersale.rejected", 1 * H)
     assert run.outcome() == "rejected"
     assert rejected(run.send("aftersale.escalated", 2 * H)) == "invalid_transition"
+
+
+def test_the_merchant_asks_for_evidence_once_per_case() -> None:
+    run = Run()
+    run.send("aftersale.requested", 0 * H)
+    run.send("aftersale.evidence_requested", 1 * H)
+    run.send("aftersale.evidence_provided", 2 * H)
+    again = run.send("aftersale.evidence_requested", 3 * H)
+    assert rejected(again) == "invalid_transition"
+    assert "already asked for evidence" in str(again.error)
+    assert run.phase() == "review"

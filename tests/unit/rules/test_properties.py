@@ -576,6 +576,7 @@ class Model:
     came_from: str | None = None
     #: The merchant's rule and deadline time held while the buyer is asked for evidence.
     held: tuple[str, timedelta] | None = None
+    evidence_asked: bool = False
     delivered: datetime | None = None
     shipped: bool = False
     applied: set[str] = field(default_factory=set)
@@ -706,7 +707,12 @@ class Model:
                 self.no_deadline()
         elif kind == "aftersale.reshipped" and phase == "awaiting_reship":
             self.close("reshipped")
-        elif kind == "aftersale.evidence_requested" and phase in ("review", "awaiting_receipt"):
+        elif (
+            kind == "aftersale.evidence_requested"
+            and phase in ("review", "awaiting_receipt")
+            and not self.evidence_asked  # once per case
+        ):
+            self.evidence_asked = True
             assert self.rule is not None
             assert self.due is not None
             self.held = (self.rule, self.running(at, self.due))

@@ -93,7 +93,7 @@ def test_every_field_is_encoded_in_declaration_order() -> None:
     assert [f.name for f in msgspec.structs.fields(Case)] == [
         "case_id", "order_id", "kind", "reason", "amount", "currency", "merchant_id", "buyer_id",
         "phase", "outcome", "rule", "set_at", "due_at", "remaining", "reminded", "resume_phase",
-        "version_from", "held",
+        "version_from", "held", "evidence_asked",
     ]  # fmt: skip
     assert [f.name for f in msgspec.structs.fields(OrderState)] == [
         "order_id", "delivered_at", "paid", "refunded", "event_ids", "open", "closed", "last_at",
@@ -125,7 +125,7 @@ def test_state_with_an_open_case() -> None:
         b'[2,"o-1","2026-12-01T03:04:05.400000Z",true,false,["e-1","e-2"],'
         b'["c-1","o-1","return_refund","quality",5990,"CNY","m-1","b-1","awaiting_receipt",null,'
         b'"merchant_receipt","2026-12-01T03:04:05.400000Z","2026-12-11T03:04:05.400000Z",null,'
-        b'[],null,null,null],{},"2026-12-01T03:04:05.400000Z",false,0]'
+        b'[],null,null,null,false],{},"2026-12-01T03:04:05.400000Z",false,0]'
     )
     assert decode_state(data) == state
 
@@ -263,18 +263,19 @@ def test_fields_missing_at_the_end_take_their_defaults() -> None:
     assert decode_state(b'[2,"o-1",null,false,false,[],null,{}]') == OrderState("o-1")
     # a case written before `version_from` was appended runs under the first version
     written = _array(open_case=True)
-    written[6] = written[6][:-2]
+    written[6] = written[6][:-3]
     old = decode_state(orjson.dumps(written))
     assert old.open is not None
     assert old.open.version_from is None
     assert old == OrderState("o-1", open=case())
-    # state written before `merchant_refunds` and `held` were appended: none, and none held
+    # state written before `merchant_refunds`, `held` and `evidence_asked` were appended
     written = _array(open_case=True)[:-1]
-    written[6] = written[6][:-1]
+    written[6] = written[6][:-2]
     old = decode_state(orjson.dumps(written))
     assert old.merchant_refunds == 0
     assert old.open is not None
     assert old.open.held is None
+    assert not old.open.evidence_asked
 
 
 def test_a_held_deadline_round_trips() -> None:
