@@ -22,7 +22,7 @@ from prometheus_client.registry import Collector
 from streams.errors import DEAD_LETTER_CODES
 from streams.live.runtime import Runtime
 from streams.live.tally import Tally
-from streams.rules.cases import OPEN_PHASES
+from streams.rules.cases import LAPSES, OPEN_PHASES
 from streams.rules.effects import ActionType, CaseOutcome, RefundCause
 from streams.rules.policy import RULES
 
@@ -39,16 +39,11 @@ REASONS: Final = (
     "mistaken_order",
     "other",
 )
-#: Which auto-action each rule can take.
+#: Which auto-action each rule can take: its lapse's, and merchant_review's auto-approval.
+_APPROVES: Final[tuple[ActionType, ...]] = ("auto_approve",)
 ACTIONS_OF: Final[dict[str, tuple[ActionType, ...]]] = {
-    "merchant_review": ("auto_approve", "auto_refund"),
-    "buyer_return": ("auto_close",),
-    "merchant_receipt": ("auto_refund",),
-    "unshipped_review": ("auto_refund",),
-    "buyer_evidence": ("auto_close",),
-    "merchant_reship": ("auto_refund",),
-    "merchant_repair": ("auto_refund",),
-    "buyer_escalation": ("auto_close",),
+    rule: (_APPROVES if rule == "merchant_review" else ()) + (action,)
+    for rule, (action, _) in LAPSES.items()
 }
 #: A partition whose position has not moved for this long while records wait counts as stuck.
 STUCK_S: Final = 120.0

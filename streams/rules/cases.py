@@ -27,16 +27,20 @@ OPEN_PHASES: tuple[Phase, ...] = (
 )
 #: Kinds whose goods come back to the merchant (an approval starts the buyer's return).
 RETURN_KINDS: frozenset[str] = frozenset({"return_refund", "exchange", "repair"})
-#: Rules whose lapse refunds the buyer: the merchant did not act in time.
-_REFUNDING: frozenset[str] = frozenset(
-    {
-        "merchant_review",
-        "merchant_receipt",
-        "unshipped_review",
-        "merchant_reship",
-        "merchant_repair",
-    }
-)
+#: What a rule's lapse does: its auto-action and the outcome the case closes with. The
+#: merchant's rules refund the buyer (the merchant did not act in time); the buyer's close the
+#: case; the escalation window's leaves the rejection standing. (One exception, in `expire`:
+#: `merchant_review` of a kind whose goods come back auto-approves instead.)
+LAPSES: dict[Rule, tuple[ActionType, CaseOutcome]] = {
+    "merchant_review": ("auto_refund", "refunded"),
+    "buyer_return": ("auto_close", "auto_closed"),
+    "merchant_receipt": ("auto_refund", "refunded"),
+    "unshipped_review": ("auto_refund", "refunded"),
+    "buyer_evidence": ("auto_close", "auto_closed"),
+    "merchant_reship": ("auto_refund", "refunded"),
+    "merchant_repair": ("auto_refund", "refunded"),
+    "buyer_escalation": ("auto_close", "rejected"),
+}
 #: The merchant's rule after the receipt of the returned goods, by kind (else: none).
 _AFTER_RECEIPT: dict[str, Rule] = {"exchange": "merchant_reship", "repair": "merchant_repair"}
 
@@ -135,15 +139,9 @@ class Case(msgspec.Struct, array_like=True, forbid_unknown_fields=True, gc=False
             kind = "auto_approve"
             self.phase = "awaiting_return"
             self.start("buyer_return", due, policy)
-        elif rule in _REFUNDING:
-            kind = "auto_refund"
-            self.close("refunded")
-        elif rule == "buyer_escalation":  # the rejection stands
-            kind = "auto_close"
-            self.close("rejected")
-        else:  # buyer_return, buyer_evidence
-            kind = "auto_close"
-            self.close("auto_closed")
+        else:
+            kind, outcome = LAPSES[rule]
+            self.close(outcome)
         return Action(
             kind,
             rule,
