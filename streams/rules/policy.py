@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 import yaml
 
@@ -34,16 +34,7 @@ Rule = Literal[
 #:   returned goods, to ship the replacement of an exchange or the repaired goods of a repair;
 #: - `buyer_escalation` runs only where the policy gives it a duration: after a rejection, the
 #:   buyer's window to ask the platform to step in (without it a rejection closes the case).
-RULES: Final[tuple[Rule, ...]] = (
-    "merchant_review",
-    "buyer_return",
-    "merchant_receipt",
-    "unshipped_review",
-    "buyer_evidence",
-    "merchant_reship",
-    "merchant_repair",
-    "buyer_escalation",
-)
+RULES: Final[tuple[Rule, ...]] = get_args(Rule)
 
 DEFAULT_DEADLINES: Final[Mapping[Rule, timedelta]] = MappingProxyType(
     {
