@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from streams.contract.times import parse_time
+from streams.contract.times import is_time, parse_time
 from streams.rules.policy import RULES, policy_from_mapping
 from streams.tools.simulate import Mix, generate, policy_yaml
 from tests.integration.test_worker import replays_answers
@@ -79,14 +79,6 @@ def _fields(line: bytes) -> dict[str, str]:
         for name in ("type", "order_id", "occurred_at")
         if (match := re.search(rb'"' + name.encode() + rb'":"([^"]*)"', line)) is not None
     }
-    if "occurred_at" in found and not _is_time(found["occurred_at"]):
+    if "occurred_at" in found and not is_time(found["occurred_at"]):
         del found["occurred_at"]
     return found
-
-
-def _is_time(value: str) -> bool:
-    try:
-        parse_time(value)
-    except ValueError:
-        return False
-    return True

@@ -3,10 +3,11 @@ set from zero, gauges read from the runtime, and liveness."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from prometheus_client import CollectorRegistry
 
+from streams.contract.events import Event
 from streams.live.commit_hook import CommitHook
 from streams.live.metrics import STUCK_S, TIMER_STALE_S, Liveness, RuntimeCollector, WorkerMetrics
 from streams.live.outbox import Batch, Outbox
@@ -70,18 +71,26 @@ async def test_a_batch_counts_when_it_commits_and_never_when_it_is_aborted() -> 
     assert [b.partition for b in settled] == [0]
 
 
-def test_the_tally_of_the_engine_counts_cases_refunds_actions_and_lateness() -> None:
+def counted(*events: Event, fired_at: datetime | None = None) -> CollectorRegistry:
+    """The worker's metrics after one committed batch: `events` applied at T0, then what
+    fired by `fired_at`."""
     registry = CollectorRegistry()
     metrics = WorkerMetrics(registry)
     outbox = Outbox(0, DictLocalStore())
     engine = Engine(Policy(), store=outbox)
-    effects = engine.apply(event("order.paid"), T0).effects
-    effects += engine.apply(event("aftersale.requested", kind="refund_only"), T0).effects
-    fired_at = T0 + Policy().deadlines["merchant_review"] + timedelta(seconds=0.3)
-    fired = engine.advance(fired_at)
+    effects = [effect for ev in events for effect in engine.apply(ev, T0).effects]
     outbox.tally.effects(effects, T0)
-    outbox.tally.effects(fired, fired_at)
+    if fired_at is not None:
+        outbox.tally.effects(engine.advance(fired_at), fired_at)
     metrics.committed(outbox.take().tally)
+    return registry
+
+
+def test_the_tally_of_the_engine_counts_cases_refunds_actions_and_lateness() -> None:
+    fired_at = T0 + Policy().deadlines["merchant_review"] + timedelta(seconds=0.3)
+    registry = counted(
+        event("order.paid"), event("aftersale.requested", kind="refund_only"), fired_at=fired_at
+    )
     assert value(registry, "aftersale_orders_paid_total") == 1
     opened = {"kind": "refund_only", "reason": "quality"}
     assert value(registry, "aftersale_cases_opened_total", **opened) == 1
@@ -97,15 +106,8 @@ def test_the_tally_of_the_engine_counts_cases_refunds_actions_and_lateness() -> 
 
 
 def test_a_merchants_own_refund_counts_as_a_case_opened_and_closed_refunded() -> None:
-    registry = CollectorRegistry()
-    metrics = WorkerMetrics(registry)
-    outbox = Outbox(0, DictLocalStore())
-    engine = Engine(Policy(), store=outbox)
-    effects = engine.apply(event("order.paid"), T0).effects
     refund = event("aftersale.merchant_refunded", T0, case_id="c-m", reason="logistics")
-    effects += engine.apply(refund, T0).effects
-    outbox.tally.effects(effects, T0)
-    metrics.committed(outbox.take().tally)
+    registry = counted(event("order.paid"), refund)
     opened = {"kind": "refund_only", "reason": "logistics"}
     assert value(registry, "aftersale_cases_opened_total", **opened) == 1
     assert value(registry, "aftersale_refunds_total", **opened, cause="merchant") == 1
